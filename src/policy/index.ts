@@ -1,0 +1,4 @@
+export * from './types.js';
+export { Policy, type PolicyStats } from './policy.js';
+export { decideWithAsk, type AskOptions } from './ask.js';
+export { describeRule, normalizeHost, parseApplication, parseEndpoint, parsePort } from './rules.js';

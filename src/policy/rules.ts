@@ -1,0 +1,238 @@
+/**
+ * Rule validation: each field is parsed into the form the index needs, so parsing is the validation
+ * and a 250,000-rule catalog is read once. Every problem names the rule and the field.
+ */
+import ipaddr from 'ipaddr.js';
+import { parseIp, maskV4, maskV6Key, type ParsedIp } from './ip.js';
+import { RULE_FIELDS, type Action, type Level, type Rule, type RuleError, type Verdict } from './types.js';
+
+export type AppMatch =
+  | { kind: 'any' }
+  | { kind: 'id'; key: string }
+  | { kind: 'path'; key: string }
+  | { kind: 'prefix'; key: string } // ends with '/'
+  | { kind: 'subpath'; key: string }; // '/a/b', no trailing slash
+
+export type EndpointMatch =
+  | { kind: 'any' }
+  | { kind: 'url'; host: string; href: string }
+  | { kind: 'host'; host: string }
+  | { kind: 'wildcard'; suffix: string }
+  | { kind: 'ip'; ip: ParsedIp; key: string | number }
+  | { kind: 'cidr'; v: 4 | 6; len: number; key: string | number };
+
+/** Endpoint classes from least to most specific; the index visits them in reverse. */
+export const ENDPOINT_RANK = { any: 0, cidr: 1, ip: 2, wildcard: 3, host: 4, url: 5 } as const;
+
+export interface CompiledRule {
+  readonly rule: Rule;
+  readonly action: Action;
+  readonly app: AppMatch;
+  readonly endpoint: EndpointMatch;
+  readonly portLo: number; // 0 = any port
+  readonly portHi: number;
+  readonly proto: 0 | 1 | 2; // any, tcp, udp
+  readonly users: ReadonlySet<string> | null;
+  readonly groups: ReadonlySet<string> | null;
+  readonly expiresAt: number; // ms since epoch; Infinity = never
+  /** Specificity: endpoint class and length, then port, protocol, scope (higher wins). */
+  readonly score: number;
+  /** Returned as is by decide(): no allocation per decision. */
+  readonly verdict: Verdict;
+}
+
+const APP_ID = /^[A-Za-z0-9][A-Za-z0-9._@:+~-]*$/;
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+export function parseApplication(s: unknown): AppMatch | string {
+  if (typeof s !== 'string') return 'must be a string';
+  if (s === '') return 'empty application';
+  if (s === 'any') return { kind: 'any' };
+  if (s.startsWith('*/')) {
+    const rest = s.slice(1).replace(/\/$/, '');
+    const bad = checkPath(rest);
+    if (bad || rest === '') return `malformed sub-path "${s}"${bad ? ': ' + bad : ''}`;
+    return { kind: 'subpath', key: rest };
+  }
+  if (s.startsWith('/')) {
+    const bad = checkPath(s === '/' ? '' : s.replace(/\/$/, ''));
+    if (bad) return `malformed path "${s}": ${bad}`;
+    return s.endsWith('/') ? { kind: 'prefix', key: s } : { kind: 'path', key: s };
+  }
+  if (s.includes('/')) return `relative path "${s}": paths must be absolute (start with /), sub-paths start with */`;
+  if (!APP_ID.test(s)) return `malformed app id "${s}"`;
+  return { kind: 'id', key: s };
+}
+
+function checkPath(p: string): string | null {
+  if (p.includes('\0')) return 'contains a NUL byte';
+  const parts = p.split('/').slice(1);
+  if (parts.some((c) => c === '')) return 'empty component (//)';
+  if (parts.some((c) => c === '.' || c === '..')) return '"." or ".." component';
+  return null;
+}
+
+/** Lower-case a host name and drop one trailing dot; null if it is not a valid DNS name. */
+export function normalizeHost(s: string): string | null {
+  let h = s.toLowerCase();
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  if (h.length === 0 || h.length > 253) return null;
+  const labels = h.split('.');
+  if (!labels.every((l) => LABEL.test(l))) return null;
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return null; // looks like a broken IP
+  return h;
+}
+
+export function parseEndpoint(s: unknown): EndpointMatch | string {
+  if (s === undefined || s === 'any') return { kind: 'any' };
+  if (typeof s !== 'string') return 'must be a string';
+  if (s === '') return 'empty endpoint (use "any")';
+  if (s.includes('://')) {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      return `malformed URL "${s}"`;
+    }
+    // WHATWG URL already lower-cases, punycodes and compresses the host; flows' URLs go through it too
+    const bare = u.hostname.replace(/^\[|\]$/g, '');
+    if (!strictIp(bare) && !normalizeHost(bare)) return `malformed URL host in "${s}"`;
+    return { kind: 'url', host: u.hostname, href: canonicalUrl(u) };
+  }
+  if (s.startsWith('*.')) {
+    const suffix = normalizeHost(s.slice(2));
+    if (!suffix) return `malformed wildcard "${s}" (expected *.domain)`;
+    return { kind: 'wildcard', suffix };
+  }
+  if (s.includes('/')) {
+    const [addr = '', bits = ''] = s.split('/');
+    const ip = strictIp(addr);
+    const len = /^[0-9]{1,3}$/.test(bits) ? Number(bits) : -1;
+    if (!ip || len < 0 || len > (ip.v === 4 ? 32 : 128)) return `malformed CIDR "${s}"`;
+    const key = ip.v === 4 ? maskV4(ip.n, len) : maskV6Key(ip.w, len);
+    if (key !== (ip.v === 4 ? ip.n : maskV6Key(ip.w, 128))) return `CIDR "${s}" has host bits set`;
+    return { kind: 'cidr', v: ip.v, len, key };
+  }
+  const ip = strictIp(s);
+  if (ip) return { kind: 'ip', ip, key: ip.v === 4 ? ip.n : maskV6Key(ip.w, 128) };
+  if (/^[0-9.]+$/.test(s) || s.includes(':')) return `malformed IP address "${s}"`;
+  const host = normalizeHost(s);
+  if (!host) return `malformed host "${s}"`;
+  return { kind: 'host', host };
+}
+
+/** ipaddr.js decides validity (dotted quads only for IPv4, no zone ids); ip.ts gives the value. */
+function strictIp(s: string): ParsedIp | null {
+  const ok = ipaddr.IPv4.isValidFourPartDecimal(s) || (ipaddr.IPv6.isValid(s) && !s.includes('%'));
+  return ok ? parseIp(s) : null;
+}
+
+/** URL rules and flow URLs are compared in this form: scheme://host[:port]/path, no query or hash. */
+export function canonicalUrl(u: URL): string {
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+export function parsePort(p: unknown): [number, number] | string {
+  if (p === undefined || p === 'any') return [0, 0];
+  const one = (s: string | number): number => {
+    const n = typeof s === 'number' ? s : /^[0-9]{1,5}$/.test(s) ? Number(s) : NaN;
+    return Number.isInteger(n) && n >= 1 && n <= 65535 ? n : -1;
+  };
+  if (typeof p === 'number') return one(p) > 0 ? [p, p] : `port ${p} out of range 1-65535`;
+  if (typeof p !== 'string') return 'must be a number, "lo-hi" or "any"';
+  const m = /^([0-9]+)-([0-9]+)$/.exec(p);
+  if (m) {
+    const lo = one(m[1]!);
+    const hi = one(m[2]!);
+    if (lo < 0 || hi < 0 || lo > hi) return `malformed port range "${p}"`;
+    return [lo, hi];
+  }
+  const n = one(p);
+  return n > 0 ? [n, n] : `malformed port "${p}"`;
+}
+
+function parseNames(v: unknown): ReadonlySet<string> | null | string {
+  if (v === undefined) return null;
+  if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'string' && x !== '')) {
+    return 'must be a non-empty list of names';
+  }
+  return new Set(v as string[]);
+}
+
+const LEVEL_OF: Record<AppMatch['kind'], Level> = { id: 'app-id', path: 'path', prefix: 'prefix', subpath: 'prefix', any: 'any' };
+
+export function levelOf(app: AppMatch): Level {
+  return LEVEL_OF[app.kind];
+}
+
+function endpointLength(e: EndpointMatch): number {
+  if (e.kind === 'wildcard') return e.suffix.length;
+  if (e.kind === 'cidr') return e.len;
+  if (e.kind === 'url') return Math.min(e.href.length, 255);
+  return 0;
+}
+
+/**
+ * Validate one raw rule (as parsed from a file) and compile it, or return its errors.
+ * Unknown fields are errors: a typo such as "acton" must not silently mean "no action".
+ */
+export function compileRule(raw: unknown, index: number): CompiledRule | RuleError[] {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return [{ index, field: 'rule', message: 'must be an object' }];
+  }
+  const r = raw as Record<string, unknown>;
+  const id = typeof r.id === 'string' && r.id !== '' ? r.id : undefined;
+  const errors: RuleError[] = [];
+  const fail = (field: string, message: string): void => void errors.push({ index, id, field, message });
+  if (id === undefined) fail('id', 'missing or empty id');
+  for (const k of Object.keys(r)) if (!RULE_FIELDS.has(k)) fail(k, 'unknown field');
+  if (r.action !== 'allow' && r.action !== 'block') fail('action', `unknown action ${JSON.stringify(r.action)} (allow or block)`);
+  const app = parseApplication(r.application);
+  if (typeof app === 'string') fail('application', app);
+  const endpoint = parseEndpoint(r.endpoint);
+  if (typeof endpoint === 'string') fail('endpoint', endpoint);
+  const port = parsePort(r.port);
+  if (typeof port === 'string') fail('port', port);
+  const protoText = r.protocol === undefined ? 'any' : typeof r.protocol === 'string' ? r.protocol.toLowerCase() : '';
+  const proto = protoText === 'any' ? 0 : protoText === 'tcp' ? 1 : protoText === 'udp' ? 2 : -1;
+  if (proto < 0) fail('protocol', `unknown protocol ${JSON.stringify(r.protocol)} (any, tcp or udp)`);
+  const users = parseNames(r.users);
+  if (typeof users === 'string') fail('users', users);
+  const groups = parseNames(r.groups);
+  if (typeof groups === 'string') fail('groups', groups);
+  let expiresAt = Infinity;
+  if (r.expires !== undefined) {
+    expiresAt = typeof r.expires === 'string' ? Date.parse(r.expires) : NaN;
+    if (Number.isNaN(expiresAt)) fail('expires', `malformed time ${JSON.stringify(r.expires)} (ISO 8601)`);
+  }
+  if (r.note !== undefined && typeof r.note !== 'string') fail('note', 'must be a string');
+  if (errors.length > 0) return errors;
+
+  const a = app as AppMatch;
+  const e = endpoint as EndpointMatch;
+  const [portLo, portHi] = port as [number, number];
+  const portRank = portLo === 0 ? 0 : portLo === portHi ? 2 : 1;
+  const scoped = users !== null || groups !== null ? 1 : 0;
+  const score = (((ENDPOINT_RANK[e.kind] * 256 + endpointLength(e)) * 3 + portRank) * 2 + (proto ? 1 : 0)) * 2 + scoped;
+  const rule = raw as Rule;
+  const level = levelOf(a);
+  const verdict: Verdict = Object.freeze({
+    action: r.action as Action,
+    rule,
+    level,
+    reason: `rule "${rule.id}" (${describeRule(rule)}) at the ${level} level`,
+  });
+  return {
+    rule, action: r.action as Action, app: a, endpoint: e, portLo, portHi, proto: proto as 0 | 1 | 2,
+    users: users as ReadonlySet<string> | null, groups: groups as ReadonlySet<string> | null, expiresAt, score, verdict,
+  };
+}
+
+/** One line a person can read: "block firefox -> *.example.com:443/tcp". */
+export function describeRule(r: Rule): string {
+  const scope = [r.users ? `users ${r.users.join(',')}` : '', r.groups ? `groups ${r.groups.join(',')}` : '']
+    .filter(Boolean)
+    .join(' ');
+  return `${r.action} ${r.application} -> ${r.endpoint ?? 'any'}:${r.port ?? 'any'}/${r.protocol ?? 'any'}` +
+    (scope ? ` for ${scope}` : '') + (r.expires ? ` until ${r.expires}` : '');
+}

@@ -1,0 +1,87 @@
+/** The policy vocabulary shared by every part of Tollgate (see ARCHITECTURE.md). */
+
+export type Action = 'allow' | 'block';
+export type Mode = 'passive-allow' | 'passive-block' | 'ask';
+export type Protocol = 'tcp' | 'udp';
+export const MODES: readonly Mode[] = ['passive-allow', 'passive-block', 'ask'];
+
+/**
+ * A rule as written in a catalog. Field syntax (README "Rules"):
+ * - application: `any` | app id (`org.mozilla.firefox`, `sshd.service`) | `/abs/path/exe` |
+ *   `/path/prefix/` (trailing slash) | `*\/Sub.app` (sub-path anywhere, on component boundaries)
+ * - endpoint: `any` | URL | host | `*.domain` | IPv4/IPv6 | CIDR (default `any`)
+ * - port: `any` | 1..65535 | `lo-hi` (default `any`); protocol: `any` | `tcp` | `udp` (default `any`)
+ */
+export interface Rule {
+  id: string;
+  action: Action;
+  application: string;
+  endpoint?: string;
+  port?: string | number;
+  protocol?: string;
+  /** The rule applies only to these user names or numeric uids (as strings) ... */
+  users?: string[];
+  /** ... or to members of these groups. Without either it applies to everyone. */
+  groups?: string[];
+  /** ISO 8601 time after which the rule stops applying. */
+  expires?: string;
+  note?: string;
+}
+
+export const RULE_FIELDS: ReadonlySet<string> = new Set([
+  'id', 'action', 'application', 'endpoint', 'port', 'protocol', 'users', 'groups', 'expires', 'note',
+]);
+
+/** Who is connecting. `path` is the executable; `id` an app id where the platform has one. */
+export interface AppIdentity {
+  id?: string;
+  path: string;
+  cmdline?: string[];
+  pid?: number;
+  uid?: number;
+  user?: string;
+  groups?: string[];
+}
+
+/** One new outbound connection, as the filter sees it. */
+export interface Flow {
+  app: AppIdentity;
+  /** `hostnames` are the names the program resolved to `ip`, lower case; `url` where known. */
+  remote: { ip: string; hostnames: string[]; url?: string };
+  port: number;
+  protocol: Protocol;
+}
+
+/** Where a verdict came from, most specific first. */
+export type Level = 'app-id' | 'path' | 'prefix' | 'any' | 'default';
+
+export interface Verdict {
+  action: Action | 'ask';
+  /** The deciding rule; absent when the mode decided. */
+  rule?: Rule;
+  level: Level;
+  reason: string;
+}
+
+/** A rule that failed validation: which rule (id and position) and which field. */
+export interface RuleError {
+  index: number;
+  id?: string;
+  field: string;
+  message: string;
+}
+
+export function formatRuleError(e: RuleError): string {
+  const who = e.id !== undefined ? `rule "${e.id}" (#${e.index + 1})` : `rule #${e.index + 1}`;
+  return `${who}: ${e.field}: ${e.message}`;
+}
+
+export class InvalidRulesError extends Error {
+  constructor(readonly errors: RuleError[]) {
+    super(
+      `${errors.length} invalid rule${errors.length === 1 ? '' : 's'}:\n` +
+        errors.map((e) => '  ' + formatRuleError(e)).join('\n'),
+    );
+    this.name = 'InvalidRulesError';
+  }
+}
