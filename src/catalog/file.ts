@@ -1,0 +1,139 @@
+/**
+ * Catalog files: Tollgate's own format and NuAppFirewall's, each as JSON or Apple PLIST (XML or
+ * binary). The format is recognised from the content, the encoding from the content on read and
+ * from the file extension on write.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import * as plist from 'plist';
+import { z } from 'zod';
+import { MODES, type Mode, type Rule } from '../policy/index.js';
+import { CatalogError } from './errors.js';
+import { fromNuApp, fromNuAppLegacy, nuAppUnsupported, NuCatalog, NuLegacyCatalog, toNuApp } from './nuapp.js';
+
+/** plist ships parseBinary but its type definitions do not declare it. */
+type BinaryPlist = { parseBinary(data: Buffer): unknown };
+
+export type CatalogFormat = 'tollgate' | 'nuapp' | 'nuapp-legacy';
+export type Encoding = 'json' | 'plist';
+
+export interface Catalog {
+  format: CatalogFormat;
+  encoding: Encoding;
+  /** Default mode the catalog asks for, if it names one (Tollgate format only). */
+  mode?: Mode;
+  /** Raw rules: Policy.compile() validates them. */
+  rules: Rule[];
+}
+
+export const TOLLGATE_FORMAT = 'tollgate-catalog';
+export const TOLLGATE_VERSION = 1;
+
+const TollgateDoc = z.strictObject({
+  format: z.literal(TOLLGATE_FORMAT),
+  version: z.number().int(),
+  mode: z.enum(MODES as [Mode, ...Mode[]]).optional(),
+  rules: z.array(z.unknown()),
+});
+
+function zodProblem(e: z.ZodError): string {
+  const i = e.issues[0]!;
+  const at = i.path.length ? i.path.map(String).join('.') : '(top level)';
+  return `${at}: ${i.message}`;
+}
+
+/** Decode a catalog from text or bytes; `name` is used in error messages. */
+export function parseCatalog(data: Buffer, name: string): Catalog {
+  let doc: unknown;
+  let encoding: Encoding;
+  const head = data.subarray(0, 64).toString('latin1').trimStart();
+  if (head.startsWith('bplist')) {
+    encoding = 'plist';
+    doc = decode(() => (plist as unknown as BinaryPlist).parseBinary(data), name, 'binary PLIST');
+  } else if (head.startsWith('<')) {
+    encoding = 'plist';
+    doc = decode(() => plist.parse(data.toString('utf8')), name, 'PLIST');
+  } else {
+    encoding = 'json';
+    doc = decode(() => JSON.parse(data.toString('utf8')), name, 'JSON');
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new CatalogError(`${name}: not a catalog: expected an object at the top level`);
+  }
+  if ('format' in doc || 'rules' in doc) {
+    const r = TollgateDoc.safeParse(doc);
+    if (!r.success) throw new CatalogError(`${name}: not a valid Tollgate catalog: ${zodProblem(r.error)}`);
+    if (r.data.version !== TOLLGATE_VERSION) {
+      throw new CatalogError(`${name}: catalog version ${r.data.version} is not supported (this Tollgate reads version ${TOLLGATE_VERSION})`);
+    }
+    return { format: 'tollgate', encoding, mode: r.data.mode, rules: r.data.rules as Rule[] };
+  }
+  const firstEntry = Object.values(doc).find((v) => Array.isArray(v) && v.length > 0)?.[0] as object | undefined;
+  if (firstEntry && 'endpoints' in firstEntry) {
+    const r = NuLegacyCatalog.safeParse(doc);
+    if (!r.success) throw new CatalogError(`${name}: not a valid NuAppFirewall (legacy) catalog: ${zodProblem(r.error)}`);
+    return { format: 'nuapp-legacy', encoding, rules: fromNuAppLegacy(r.data) };
+  }
+  const r = NuCatalog.safeParse(doc);
+  if (!r.success) {
+    throw new CatalogError(`${name}: neither a Tollgate catalog ("format": "${TOLLGATE_FORMAT}") nor a NuAppFirewall catalog: ${zodProblem(r.error)}`);
+  }
+  return { format: 'nuapp', encoding, rules: fromNuApp(r.data) };
+}
+
+function decode(fn: () => unknown, name: string, what: string): unknown {
+  try {
+    return fn();
+  } catch (e) {
+    const msg = String((e as Error).message ?? e).split('\n')[0]!.replace(/\[xmldom [a-zA-Z]+\]\s*/g, '').trim();
+    throw new CatalogError(`${name}: invalid ${what}: ${msg}`);
+  }
+}
+
+export async function readCatalog(path: string): Promise<Catalog> {
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CatalogError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${code ?? (e as Error).message})`);
+  }
+  return parseCatalog(data, path);
+}
+
+export interface WriteOptions {
+  format: Exclude<CatalogFormat, 'nuapp-legacy'>;
+  encoding: Encoding;
+  mode?: Mode;
+}
+
+/** Encode rules. NuAppFirewall's format cannot hold every rule: refuse rather than drop silently. */
+export function serializeCatalog(rules: readonly Rule[], opts: WriteOptions): string {
+  let doc: object;
+  if (opts.format === 'nuapp') {
+    const bad = rules.map((r) => [r, nuAppUnsupported(r)] as const).filter(([, why]) => why !== null);
+    if (bad.length > 0) {
+      const list = bad.slice(0, 10).map(([r, why]) => `  rule "${r.id}": ${why}`).join('\n');
+      throw new CatalogError(
+        `${bad.length} rule(s) cannot be expressed in NuAppFirewall's format:\n${list}` +
+          (bad.length > 10 ? `\n  ... and ${bad.length - 10} more` : ''),
+      );
+    }
+    doc = toNuApp(rules);
+  } else {
+    doc = { format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}), rules: rules.map(clean) };
+  }
+  return opts.encoding === 'plist' ? plist.build(doc as plist.PlistValue) + '\n' : JSON.stringify(doc, null, 2) + '\n';
+}
+
+/** Drop absent optional fields (PLIST has no null/undefined). */
+function clean(r: Rule): Rule {
+  return Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) as unknown as Rule;
+}
+
+export function encodingFor(path: string): Encoding {
+  return /\.plist$/i.test(path) ? 'plist' : 'json';
+}
+
+export async function writeCatalog(path: string, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
+  await writeFile(path, serializeCatalog(rules, opts));
+}

@@ -1,0 +1,112 @@
+/**
+ * NuAppFirewall's catalog format, current and legacy, to and from Tollgate rules.
+ *
+ * Current: { "<full path | sub-path | any>": [ { action, identifier, destinations: [[dest, port]] } ] }
+ * Legacy (2024): { "<path>": [ { key, action, appLocation, endpoints: "['h1', 'h2']", direction } ] }
+ *
+ * Mapping (README "NuAppFirewall catalogs"):
+ * - identifier other than "unknown" -> an app-id rule; its key is not kept (written back under the id).
+ * - key "any" -> application `any`; a key ending in "/" -> path prefix; a key that is one component
+ *   ("/Arc.app") or does not start at a root directory -> sub-path `*\/Arc.app`; otherwise a full path.
+ * NuAppFirewall matches keys as plain substrings of the path; Tollgate matches sub-paths on component
+ * boundaries only, so "/Arc.app" does not match "/Arcade.app" here.
+ */
+import { z } from 'zod';
+import { parseApplication, parseEndpoint, parsePort, type Rule } from '../policy/index.js';
+import { CatalogError } from './errors.js';
+
+const ROOT_DIRS = new Set([
+  'Applications', 'System', 'Library', 'Users', 'Volumes', 'private', 'opt', 'usr', 'bin', 'sbin', 'etc',
+  'var', 'tmp', 'home', 'root', 'snap', 'nix', 'srv', 'lib', 'lib64', 'app',
+]);
+
+export const NuEntry = z.object({
+  action: z.string(),
+  identifier: z.string(),
+  destinations: z.array(z.tuple([z.string(), z.string()])),
+});
+export const NuCatalog = z.record(z.string(), z.array(NuEntry));
+
+export const NuLegacyEntry = z.object({
+  key: z.string().optional(),
+  action: z.string(),
+  appLocation: z.string().optional(),
+  endpoints: z.string(),
+  direction: z.string(),
+});
+export const NuLegacyCatalog = z.record(z.string(), z.array(NuLegacyEntry));
+
+export function keyToApplication(key: string): string {
+  if (key === 'any' || key.endsWith('/') || !key.startsWith('/')) return key;
+  const parts = key.split('/');
+  return parts.length === 2 || !ROOT_DIRS.has(parts[1]!) ? '*' + key : key;
+}
+
+export function fromNuApp(doc: z.infer<typeof NuCatalog>): Rule[] {
+  const rules: Rule[] = [];
+  for (const [key, entries] of Object.entries(doc)) {
+    for (const e of entries) {
+      const application = e.identifier !== 'unknown' ? e.identifier : keyToApplication(key);
+      for (const [endpoint, port] of e.destinations) {
+        rules.push({ id: `nuapp-${rules.length + 1}`, action: e.action as Rule['action'], application, endpoint, port });
+      }
+    }
+  }
+  return rules;
+}
+
+/** Python list repr of quoted strings, as the legacy generator wrote it: "['a', 'b']". */
+function parsePyList(s: string, where: string): string[] {
+  if (!/^\[\s*(?:'[^'\\]*'\s*(?:,\s*'[^'\\]*'\s*)*)?\]$/.test(s)) {
+    throw new CatalogError(`${where}: endpoints is not a list of quoted strings: ${s.slice(0, 60)}`);
+  }
+  return [...s.matchAll(/'([^'\\]*)'/g)].map((m) => m[1]!);
+}
+
+export function fromNuAppLegacy(doc: z.infer<typeof NuLegacyCatalog>): Rule[] {
+  const rules: Rule[] = [];
+  for (const [key, entries] of Object.entries(doc)) {
+    entries.forEach((e, i) => {
+      const where = `"${key}" entry ${i + 1}`;
+      if (e.direction !== 'outgoing') throw new CatalogError(`${where}: direction "${e.direction}" is not supported (only outgoing)`);
+      const application = keyToApplication(e.appLocation ?? key);
+      for (const endpoint of parsePyList(e.endpoints, where)) {
+        rules.push({ id: `nuapp-${rules.length + 1}`, action: e.action as Rule['action'], application, endpoint });
+      }
+    });
+  }
+  return rules;
+}
+
+/** Why a rule cannot be written in NuAppFirewall's format, or null if it can. */
+export function nuAppUnsupported(r: Rule): string | null {
+  const app = parseApplication(r.application);
+  if (typeof app !== 'string' && app.kind !== 'id') {
+    const back = keyToApplication(app.kind === 'any' ? 'any' : app.key);
+    if (JSON.stringify(parseApplication(back)) !== JSON.stringify(app)) return `application "${r.application}" would read back as "${back}"`;
+  }
+  const e = parseEndpoint(r.endpoint);
+  if (typeof e !== 'string' && (e.kind === 'wildcard' || e.kind === 'cidr')) return `${e.kind} endpoint`;
+  const p = parsePort(r.port);
+  if (typeof p !== 'string' && p[0] !== p[1]) return 'port range';
+  if (r.protocol !== undefined && r.protocol.toLowerCase() !== 'any') return 'protocol';
+  if (r.users || r.groups) return 'user/group scope';
+  if (r.expires) return 'expiry';
+  return null;
+}
+
+/** Rules to the current NuAppFirewall format. Callers must drop or refuse what nuAppUnsupported() names. */
+export function toNuApp(rules: readonly Rule[]): z.infer<typeof NuCatalog> {
+  const doc: z.infer<typeof NuCatalog> = {};
+  for (const r of rules) {
+    const app = parseApplication(r.application);
+    if (typeof app === 'string') throw new CatalogError(`rule "${r.id}": ${app}`);
+    const key = app.kind === 'any' ? 'any' : app.key;
+    const identifier = app.kind === 'id' ? app.key : 'unknown';
+    const list = (doc[key] ??= []);
+    let entry = list.find((x) => x.action === r.action && x.identifier === identifier);
+    if (!entry) list.push((entry = { action: r.action, identifier, destinations: [] }));
+    entry.destinations.push([r.endpoint ?? 'any', String(r.port ?? 'any')]);
+  }
+  return doc;
+}
