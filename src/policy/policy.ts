@@ -16,7 +16,7 @@
  * applicable one is the answer. Nothing here scans the rule list.
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
-import { canonicalUrl, compileRule, type CompiledRule } from './rules.js';
+import { canonicalUrl, compileRule, levelOf, verdictOf, type CompiledRule, type ParseCache } from './rules.js';
 import { InvalidRulesError, type Flow, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
 
 type List = CompiledRule[];
@@ -123,6 +123,7 @@ export class Policy {
     const errors: RuleError[] = [];
     const compiled: CompiledRule[] = [];
     const seen = new Map<string, number>();
+    const cache: ParseCache = { apps: new Map(), endpoints: new Map() };
     rules.forEach((raw, index) => {
       const id = (raw as { id?: unknown } | null)?.id;
       if (typeof id === 'string' && id !== '') {
@@ -130,7 +131,7 @@ export class Policy {
         if (firstUse !== undefined) errors.push({ index, id, field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
         else seen.set(id, index);
       }
-      const c = compileRule(raw, index);
+      const c = compileRule(raw, index, cache);
       if (Array.isArray(c)) errors.push(...c);
       else compiled.push(c);
     });
@@ -173,7 +174,7 @@ export class Policy {
     };
     for (const c of this.compiled) {
       s.byAction[c.action]++;
-      s.byLevel[c.verdict.level as Exclude<Level, 'default'>]++;
+      s.byLevel[levelOf(c.app) as Exclude<Level, 'default'>]++;
     }
     return s;
   }
@@ -184,10 +185,10 @@ export class Policy {
     const app = flow.app;
     let b: Bucket | undefined;
     let r: CompiledRule | undefined;
-    if (app.id !== undefined && (b = this.byId.get(app.id)) && (r = this.match(b, flow, now))) return r.verdict;
-    if ((b = this.byPath.get(app.path)) && (r = this.match(b, flow, now))) return r.verdict;
-    if ((this.byPrefix.size > 0 || this.subByFirst.size > 0) && (r = this.matchPrefixes(flow, now))) return r.verdict;
-    if (this.anyApp && (r = this.match(this.anyApp, flow, now))) return r.verdict;
+    if (app.id !== undefined && (b = this.byId.get(app.id)) && (r = this.match(b, flow, now))) return verdictOf(r);
+    if ((b = this.byPath.get(app.path)) && (r = this.match(b, flow, now))) return verdictOf(r);
+    if ((this.byPrefix.size > 0 || this.subByFirst.size > 0) && (r = this.matchPrefixes(flow, now))) return verdictOf(r);
+    if (this.anyApp && (r = this.match(this.anyApp, flow, now))) return verdictOf(r);
     return this.defaultVerdict;
   }
 

@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+/** The `tollgate` command: thin wrappers over the parts. Bad input is one message and exit 1, never a stack trace. */
+import { Command, InvalidArgumentError } from 'commander';
+import { CatalogError, encodingFor, readCatalog, writeCatalog, type Catalog } from '../catalog/index.js';
+import { InvalidRulesError, MODES, Policy, formatRuleError, parseApplication, type Flow, type Mode } from '../policy/index.js';
+
+class UsageError extends Error {}
+
+function mode(v: string): Mode {
+  if (!(MODES as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${MODES.join(', ')}`);
+  return v as Mode;
+}
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port 1-65535');
+  return n;
+}
+
+async function load(file: string, m?: Mode): Promise<{ catalog: Catalog; policy: Policy }> {
+  const catalog = await readCatalog(file);
+  return { catalog, policy: Policy.compile(catalog.rules, m ?? catalog.mode ?? 'passive-allow') };
+}
+
+const program = new Command('tollgate')
+  .description('Outbound application firewall: which program may reach which destination')
+  .showHelpAfterError();
+
+program
+  .command('check')
+  .description('validate a catalog (Tollgate or NuAppFirewall, JSON or PLIST) and print rule counts, or every error')
+  .argument('<catalog>')
+  .option('--json', 'print JSON')
+  .action(async (file: string, o: { json?: boolean }) => {
+    const { catalog, policy } = await load(file);
+    const s = policy.stats();
+    if (o.json) return console.log(JSON.stringify({ file, format: catalog.format, encoding: catalog.encoding, ...s }));
+    console.log(`${file}: valid ${catalog.format} catalog (${catalog.encoding})`);
+    console.log(`  rules         ${s.rules}`);
+    console.log(`  applications  ${s.applications}`);
+    console.log(`  by action     allow ${s.byAction.allow}, block ${s.byAction.block}`);
+    console.log(`  by level      app-id ${s.byLevel['app-id']}, path ${s.byLevel.path}, prefix ${s.byLevel.prefix}, any ${s.byLevel.any}`);
+  });
+
+program
+  .command('decide')
+  .description('print the verdict for one connection and which rule decided it')
+  .argument('<catalog>')
+  .requiredOption('--app <id|path>', 'app id (org.mozilla.firefox) or absolute executable path')
+  .option('--path <path>', 'executable path when --app is an app id')
+  .option('--host <name...>', 'host name(s) the program resolved')
+  .option('--ip <address>', 'remote IP address')
+  .option('--url <url>', 'URL, where known')
+  .requiredOption('--port <n>', 'remote port', port)
+  .option('--proto <tcp|udp>', 'protocol', 'tcp')
+  .option('--user <name>', 'user name of the program')
+  .option('--uid <n>', 'uid of the program')
+  .option('--groups <names...>', 'groups of the program')
+  .option('--mode <mode>', `mode when no rule applies (${MODES.join(', ')}); default: the catalog's, else passive-allow`, mode)
+  .option('--json', 'print the verdict as JSON')
+  .action(async (file: string, o: Record<string, string | string[] | number | boolean | undefined>) => {
+    const app = String(o.app);
+    const parsed = parseApplication(app);
+    if (typeof parsed === 'string' || (parsed.kind !== 'id' && parsed.kind !== 'path')) {
+      throw new UsageError(`--app: expected an app id or an absolute executable path, got "${app}"`);
+    }
+    if (o.proto !== 'tcp' && o.proto !== 'udp') throw new UsageError('--proto: expected tcp or udp');
+    if (!o.host && !o.ip && !o.url) throw new UsageError('give the destination: --host, --ip and/or --url');
+    const flow: Flow = {
+      app: {
+        ...(parsed.kind === 'id' ? { id: app, path: String(o.path ?? '') } : { path: app }),
+        ...(o.user ? { user: String(o.user) } : {}),
+        ...(o.uid !== undefined ? { uid: Number(o.uid) } : {}),
+        ...(o.groups ? { groups: o.groups as string[] } : {}),
+      },
+      remote: { ip: String(o.ip ?? ''), hostnames: ((o.host as string[] | undefined) ?? []).map((h) => h.toLowerCase()), ...(o.url ? { url: String(o.url) } : {}) },
+      port: o.port as number,
+      protocol: o.proto,
+    };
+    const { policy } = await load(file, o.mode as Mode | undefined);
+    const v = policy.decide(flow);
+    if (o.json) return console.log(JSON.stringify({ flow, mode: policy.mode, ...v }, null, 2));
+    console.log(`${v.action.toUpperCase()}  (${v.level} level)`);
+    console.log(`  ${v.reason}`);
+    if (v.rule?.note) console.log(`  note: ${v.rule.note}`);
+  });
+
+program
+  .command('convert')
+  .description('convert a catalog between formats; the output format follows --format, the encoding the file extension (.plist or .json)')
+  .argument('<in>')
+  .argument('<out>')
+  .option('--format <tollgate|nuapp>', 'output format', 'tollgate')
+  .action(async (input: string, out: string, o: { format: string }) => {
+    if (o.format !== 'tollgate' && o.format !== 'nuapp') throw new UsageError('--format: expected tollgate or nuapp');
+    const { catalog, policy } = await load(input);
+    await writeCatalog(out, policy.rules, { format: o.format, encoding: encodingFor(out), mode: catalog.mode });
+    console.log(`${input} (${catalog.format}, ${catalog.encoding}) -> ${out} (${o.format}, ${encodingFor(out)}): ${policy.rules.length} rules`);
+  });
+
+try {
+  await program.parseAsync();
+} catch (e) {
+  if (e instanceof InvalidRulesError) {
+    console.error(`tollgate: ${e.errors.length} invalid rule(s):`);
+    for (const err of e.errors) console.error(`  ${formatRuleError(err)}`);
+  } else if (e instanceof CatalogError || e instanceof UsageError) {
+    console.error(`tollgate: ${e.message}`);
+  } else {
+    console.error(`tollgate: unexpected error: ${(e as Error).stack ?? e}`);
+  }
+  process.exitCode = 1;
+}
