@@ -1,0 +1,285 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { Policy, decideWithAsk } from '../../src/policy/index.js';
+import { FIREFOX, decide, flow, rule } from './helpers.js';
+
+const CURL = { path: '/usr/bin/curl' };
+
+describe('rule kinds', () => {
+  test('exact host matches only that host', () => {
+    const rules = [rule({ id: 'h', action: 'block', application: 'any', endpoint: 'evil.example.com' })];
+    assert.equal(decide(rules, flow(CURL, 'evil.example.com')).rule?.id, 'h');
+    assert.equal(decide(rules, flow(CURL, 'EVIL.example.com.')).action, 'block', 'case and trailing dot do not matter');
+    assert.equal(decide(rules, flow(CURL, 'a.evil.example.com')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, 'example.com')).action, 'allow');
+  });
+
+  test('*.domain matches subdomains at any depth, not the domain itself nor look-alikes', () => {
+    const rules = [rule({ id: 'w', action: 'block', application: 'any', endpoint: '*.example.com' })];
+    assert.equal(decide(rules, flow(CURL, 'a.example.com')).rule?.id, 'w');
+    assert.equal(decide(rules, flow(CURL, 'a.b.example.com')).rule?.id, 'w');
+    assert.equal(decide(rules, flow(CURL, 'example.com')).action, 'allow', 'the apex is not a subdomain');
+    assert.equal(decide(rules, flow(CURL, 'badexample.com')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, 'example.com.evil.net')).action, 'allow');
+  });
+
+  test('IPv4 address and CIDR', () => {
+    const rules = [
+      rule({ id: 'ip', action: 'block', application: 'any', endpoint: '192.0.2.7' }),
+      rule({ id: 'net', action: 'block', application: 'any', endpoint: '198.51.100.0/24' }),
+    ];
+    assert.equal(decide(rules, flow(CURL, '192.0.2.7')).rule?.id, 'ip');
+    assert.equal(decide(rules, flow(CURL, '192.0.2.8')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, '198.51.100.255')).rule?.id, 'net');
+    assert.equal(decide(rules, flow(CURL, '198.51.101.0')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, '::ffff:192.0.2.7')).rule?.id, 'ip', 'IPv4-mapped IPv6 is the IPv4 address');
+  });
+
+  test('IPv6 address and CIDR, any spelling', () => {
+    const rules = [
+      rule({ id: 'ip6', action: 'block', application: 'any', endpoint: '2001:db8::1' }),
+      rule({ id: 'net6', action: 'block', application: 'any', endpoint: '2001:db8:aa::/48' }),
+      rule({ id: 'all', action: 'allow', application: 'any', endpoint: '::/0' }),
+    ];
+    assert.equal(decide(rules, flow(CURL, '2001:0db8:0000:0000:0000:0000:0000:0001')).rule?.id, 'ip6');
+    assert.equal(decide(rules, flow(CURL, '2001:db8:aa:ffff::9')).rule?.id, 'net6');
+    assert.equal(decide(rules, flow(CURL, '2001:db8:ab::9')).rule?.id, 'all');
+    assert.equal(decide(rules, flow(CURL, '192.0.2.1')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, '192.0.2.1')).level, 'default', '::/0 does not match IPv4');
+  });
+
+  test('URL rules match the URL and paths under it, only when the flow has a URL', () => {
+    const rules = [rule({ id: 'u', action: 'block', application: 'any', endpoint: 'https://api.example.com/v1' })];
+    const at = (url?: string) => decide(rules, flow(CURL, 'api.example.com', 443, 'tcp', url ? { url } : {}));
+    assert.equal(at('https://api.example.com/v1/users?x=1').rule?.id, 'u');
+    assert.equal(at('https://API.example.com/v1').rule?.id, 'u');
+    assert.equal(at('https://api.example.com/v10').action, 'allow');
+    assert.equal(at('http://api.example.com/v1').action, 'allow', 'scheme matters');
+    assert.equal(at(undefined).action, 'allow');
+  });
+
+  test('ports: exact, range, any; protocols', () => {
+    const rules = [
+      rule({ id: 'p', action: 'block', application: 'any', port: 445 }),
+      rule({ id: 'range', action: 'block', application: 'any', port: '6000-6010', protocol: 'udp' }),
+    ];
+    assert.equal(decide(rules, flow(CURL, 'x.org', 445)).rule?.id, 'p');
+    assert.equal(decide(rules, flow(CURL, 'x.org', 444)).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, 'x.org', 6000, 'udp')).rule?.id, 'range');
+    assert.equal(decide(rules, flow(CURL, 'x.org', 6010, 'udp')).rule?.id, 'range');
+    assert.equal(decide(rules, flow(CURL, 'x.org', 6005, 'tcp')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, 'x.org', 6011, 'udp')).action, 'allow');
+  });
+});
+
+describe('application levels', () => {
+  const rules = [
+    rule({ id: 'byId', action: 'allow', application: 'org.mozilla.firefox', endpoint: 'a.com' }),
+    rule({ id: 'byPath', action: 'block', application: '/usr/lib/firefox/firefox', endpoint: 'a.com' }),
+    rule({ id: 'byPath2', action: 'block', application: '/usr/lib/firefox/firefox', endpoint: 'b.com' }),
+    rule({ id: 'prefixLong', action: 'allow', application: '/usr/lib/firefox/', endpoint: 'c.com' }),
+    rule({ id: 'prefixShort', action: 'block', application: '/usr/', endpoint: 'c.com' }),
+    rule({ id: 'prefixShort2', action: 'block', application: '/usr/', endpoint: 'd.com' }),
+    rule({ id: 'anyApp', action: 'block', application: 'any', endpoint: 'e.com' }),
+  ];
+  test('app id first, then full path, then prefixes longest first, then any, then the mode', () => {
+    assert.deepEqual([decide(rules, flow(FIREFOX, 'a.com')).rule?.id, decide(rules, flow(FIREFOX, 'a.com')).level], ['byId', 'app-id']);
+    assert.deepEqual([decide(rules, flow(FIREFOX, 'b.com')).rule?.id, decide(rules, flow(FIREFOX, 'b.com')).level], ['byPath2', 'path']);
+    assert.equal(decide(rules, flow(FIREFOX, 'c.com')).rule?.id, 'prefixLong');
+    assert.equal(decide(rules, flow(FIREFOX, 'd.com')).rule?.id, 'prefixShort2');
+    assert.equal(decide(rules, flow(FIREFOX, 'e.com')).rule?.id, 'anyApp');
+    assert.equal(decide(rules, flow(FIREFOX, 'e.com')).level, 'any');
+    assert.equal(decide(rules, flow(FIREFOX, 'f.com')).level, 'default');
+  });
+
+  test('a level with no applicable rule falls through to the next one', () => {
+    // the app-id rule is for another port: not applicable, so the path rule decides
+    const r = [
+      rule({ id: 'id443', action: 'allow', application: 'org.mozilla.firefox', endpoint: 'a.com', port: 443 }),
+      rule({ id: 'path', action: 'block', application: '/usr/lib/firefox/firefox', endpoint: 'a.com' }),
+    ];
+    assert.equal(decide(r, flow(FIREFOX, 'a.com', 80)).rule?.id, 'path');
+    assert.equal(decide(r, flow(FIREFOX, 'a.com', 443)).rule?.id, 'id443');
+  });
+
+  test('the first level with an applicable rule decides even if a later level is more specific', () => {
+    const r = [
+      rule({ id: 'idAny', action: 'allow', application: 'org.mozilla.firefox' }),
+      rule({ id: 'pathHost', action: 'block', application: '/usr/lib/firefox/firefox', endpoint: 'a.com', port: 443 }),
+    ];
+    assert.equal(decide(r, flow(FIREFOX, 'a.com')).rule?.id, 'idAny');
+  });
+
+  test('sub-paths match anywhere on component boundaries', () => {
+    const r = [rule({ id: 'arc', action: 'block', application: '*/Arc.app' })];
+    assert.equal(decide(r, flow({ path: '/Applications/Arc.app/Contents/MacOS/Arc' }, 'x.com')).rule?.id, 'arc');
+    assert.equal(decide(r, flow({ path: '/Users/me/Arc.app/Contents/MacOS/Arc' }, 'x.com')).rule?.id, 'arc');
+    assert.equal(decide(r, flow({ path: '/Applications/Arcade.app/Contents/MacOS/Arcade' }, 'x.com')).action, 'allow');
+    assert.equal(decide(r, flow({ path: '/Applications/MyArc.app/Contents/MacOS/Arc' }, 'x.com')).action, 'allow');
+    const bin = [rule({ id: 'curl', action: 'block', application: '*/bin/curl' })];
+    assert.equal(decide(bin, flow({ path: '/usr/local/bin/curl' }, 'x.com')).rule?.id, 'curl');
+    assert.equal(decide(bin, flow({ path: '/usr/local/bin/curlx' }, 'x.com')).action, 'allow');
+  });
+
+  test('prefixes and sub-paths: the match reaching deepest into the path wins', () => {
+    const r = [
+      rule({ id: 'apps', action: 'block', application: '/Applications/' }),
+      rule({ id: 'arc', action: 'allow', application: '*/Arc.app/' }),
+      rule({ id: 'arcBin', action: 'block', application: '*/Arc.app/Contents/MacOS/' }),
+    ];
+    assert.equal(decide(r, flow({ path: '/Applications/Arc.app/Contents/Helpers/h' }, 'x.com')).rule?.id, 'arc');
+    assert.equal(decide(r, flow({ path: '/Applications/Arc.app/Contents/MacOS/Arc' }, 'x.com')).rule?.id, 'arcBin');
+    assert.equal(decide(r, flow({ path: '/Applications/Other.app/o' }, 'x.com')).rule?.id, 'apps');
+  });
+
+  test('a prefix does not match the directory itself nor siblings sharing its name', () => {
+    const r = [rule({ id: 'p', action: 'block', application: '/usr/lib/firefox/' })];
+    assert.equal(decide(r, flow({ path: '/usr/lib/firefox-esr/firefox' }, 'x.com')).action, 'allow');
+    assert.equal(decide(r, flow({ path: '/usr/lib/firefox' }, 'x.com')).action, 'allow');
+    assert.equal(decide(r, flow({ path: '/usr/lib/firefox/sub/plugin' }, 'x.com')).rule?.id, 'p');
+  });
+
+  test('an app id rule never applies to a process without that id', () => {
+    const r = [rule({ id: 'id', action: 'block', application: 'org.mozilla.firefox' })];
+    assert.equal(decide(r, flow({ path: '/usr/lib/firefox/firefox' }, 'x.com')).action, 'allow');
+  });
+});
+
+describe('block beats allow at equal specificity, at every level', () => {
+  const apps = [
+    ['app-id', 'org.mozilla.firefox'],
+    ['path', '/usr/lib/firefox/firefox'],
+    ['prefix', '/usr/lib/'],
+    ['prefix', '*/firefox'],
+    ['any', 'any'],
+  ] as const;
+  for (const [level, application] of apps) {
+    for (const order of ['allow-first', 'block-first']) {
+      test(`${application} (${order})`, () => {
+        const a = rule({ id: 'a', action: 'allow', application, endpoint: '*.example.com', port: 443 });
+        const b = rule({ id: 'b', action: 'block', application, endpoint: '*.example.com', port: 443 });
+        const v = decide(order === 'allow-first' ? [a, b] : [b, a], flow(FIREFOX, 'x.example.com'));
+        assert.equal(v.action, 'block');
+        assert.equal(v.rule?.id, 'b');
+        assert.equal(v.level, level);
+      });
+    }
+  }
+
+  test('several host names of one IP: the most specific match over all names, block on ties', () => {
+    const r = [
+      rule({ id: 'allowA', action: 'allow', application: 'any', endpoint: 'a.cdn.net' }),
+      rule({ id: 'blockB', action: 'block', application: 'any', endpoint: 'b.cdn.net' }),
+      rule({ id: 'wild', action: 'allow', application: 'any', endpoint: '*.cdn.net' }),
+    ];
+    const f = flow(CURL, 'a.cdn.net');
+    f.remote.hostnames = ['a.cdn.net', 'b.cdn.net'];
+    assert.equal(decide(r, f).rule?.id, 'blockB');
+  });
+});
+
+describe('specificity within a level', () => {
+  const app = 'org.mozilla.firefox';
+  const cases: [string, string, string][] = [
+    ['URL over host', 'https://x.example.com/', 'x.example.com'],
+    ['host over wildcard', 'x.example.com', '*.example.com'],
+    ['longer wildcard over shorter', '*.x.example.com', '*.example.com'],
+    ['wildcard over IP', '*.example.com', '192.0.2.1'],
+    ['IP over CIDR', '192.0.2.1', '192.0.2.0/24'],
+    ['longer CIDR over shorter', '192.0.2.0/25', '192.0.0.0/16'],
+    ['CIDR over any', '192.0.0.0/16', 'any'],
+  ];
+  for (const [name, specific, general] of cases) {
+    test(`${name}: the specific allow wins over a general block, and a specific block over a general allow`, () => {
+      const f = flow(FIREFOX, 'a.x.example.com', 443, 'tcp', { ip: '192.0.2.1', hostnames: ['a.x.example.com', 'x.example.com'], url: 'https://x.example.com/page' });
+      for (const [sa, ga] of [['allow', 'block'], ['block', 'allow']] as const) {
+        const v = decide([rule({ id: 'g', action: ga, application: app, endpoint: general }), rule({ id: 's', action: sa, application: app, endpoint: specific })], f);
+        assert.equal(v.rule?.id, 's');
+        assert.equal(v.action, sa);
+      }
+    });
+  }
+
+  test('exact port over range over any; named protocol over any; scoped over everyone', () => {
+    const f = { ...flow({ ...FIREFOX, user: 'alice', uid: 1000 }, 'a.com', 443) };
+    const pairs: [Parameters<typeof rule>[0], Parameters<typeof rule>[0]][] = [
+      [{ action: 'allow', application: app, endpoint: 'a.com', port: 443 }, { action: 'block', application: app, endpoint: 'a.com', port: '400-500' }],
+      [{ action: 'allow', application: app, endpoint: 'a.com', port: '400-500' }, { action: 'block', application: app, endpoint: 'a.com' }],
+      [{ action: 'allow', application: app, endpoint: 'a.com', protocol: 'tcp' }, { action: 'block', application: app, endpoint: 'a.com' }],
+      [{ action: 'allow', application: app, endpoint: 'a.com', users: ['alice'] }, { action: 'block', application: app, endpoint: 'a.com' }],
+      [{ action: 'allow', application: app, endpoint: 'a.com' }, { action: 'block', application: app, endpoint: 'any', port: 443, protocol: 'tcp' }],
+    ];
+    for (const [specific, general] of pairs) {
+      const s = rule(specific);
+      assert.equal(decide([rule(general), s], f).rule?.id, s.id, JSON.stringify(specific));
+    }
+  });
+});
+
+describe('modes', () => {
+  const rules = [rule({ action: 'allow', application: 'org.mozilla.firefox', endpoint: 'a.com' })];
+  test('passive-allow, passive-block and ask decide what no rule covers', () => {
+    assert.equal(decide(rules, flow(FIREFOX, 'b.com'), 'passive-allow').action, 'allow');
+    assert.equal(decide(rules, flow(FIREFOX, 'b.com'), 'passive-block').action, 'block');
+    const v = decide(rules, flow(FIREFOX, 'b.com'), 'ask');
+    assert.equal(v.action, 'ask');
+    assert.equal(v.level, 'default');
+    assert.match(v.reason, /mode ask/);
+    assert.equal(decide(rules, flow(FIREFOX, 'a.com'), 'passive-block').action, 'allow', 'rules still decide');
+  });
+
+  test('withMode changes the default without recompiling', () => {
+    const p = Policy.compile(rules, 'passive-allow');
+    assert.equal(p.withMode('passive-block').decide(flow(FIREFOX, 'b.com')).action, 'block');
+    assert.equal(p.decide(flow(FIREFOX, 'b.com')).action, 'allow');
+  });
+
+  test('ask: the answer, or the default on timeout or failure', async () => {
+    const p = Policy.compile(rules, 'ask');
+    const f = flow(FIREFOX, 'b.com');
+    const answered = await decideWithAsk(p, f, { ask: async () => 'block', timeoutMs: 1000, defaultAction: 'allow' });
+    assert.deepEqual([answered.action, answered.reason], ['block', 'ask: answered block']);
+    const slow = await decideWithAsk(p, f, { ask: () => new Promise(() => {}), timeoutMs: 20, defaultAction: 'block' });
+    assert.equal(slow.action, 'block');
+    assert.match(slow.reason, /no answer within 20 ms/);
+    const broken = await decideWithAsk(p, f, { ask: async () => { throw new Error('ui gone'); }, timeoutMs: 1000, defaultAction: 'allow' });
+    assert.equal(broken.action, 'allow');
+    assert.match(broken.reason, /ui gone/);
+    const ruled = await decideWithAsk(p, flow(FIREFOX, 'a.com'), { ask: async () => 'block', timeoutMs: 1000, defaultAction: 'block' });
+    assert.equal(ruled.action, 'allow', 'no prompt when a rule decides');
+  });
+});
+
+describe('expiry and scope', () => {
+  test('an expired rule stops applying without a recompile', () => {
+    const p = Policy.compile([
+      rule({ id: 'temp', action: 'allow', application: 'any', endpoint: 'a.com', expires: '2030-01-01T00:00:00Z' }),
+      rule({ id: 'perm', action: 'block', application: 'any' }),
+    ]);
+    const f = flow(CURL, 'a.com');
+    assert.equal(p.decide(f, Date.parse('2029-12-31T23:59:59Z')).rule?.id, 'temp');
+    assert.equal(p.decide(f, Date.parse('2030-01-01T00:00:00Z')).rule?.id, 'perm');
+  });
+
+  test('users and groups scope a rule; a flow without that identity is out of scope', () => {
+    const r = [
+      rule({ id: 'alice', action: 'allow', application: 'any', endpoint: 'a.com', users: ['alice', '1001'] }),
+      rule({ id: 'devs', action: 'allow', application: 'any', endpoint: 'b.com', groups: ['dev'] }),
+    ];
+    const as = (app: object, host: string) => decide(r, flow({ path: '/usr/bin/git', ...app }, host), 'passive-block');
+    assert.equal(as({ user: 'alice' }, 'a.com').rule?.id, 'alice');
+    assert.equal(as({ uid: 1001 }, 'a.com').rule?.id, 'alice');
+    assert.equal(as({ user: 'bob', uid: 1002 }, 'a.com').action, 'block');
+    assert.equal(as({}, 'a.com').action, 'block');
+    assert.equal(as({ groups: ['staff', 'dev'] }, 'b.com').rule?.id, 'devs');
+    assert.equal(as({ groups: ['staff'] }, 'b.com').action, 'block');
+  });
+});
+
+test('every verdict explains itself', () => {
+  const r = [rule({ id: 'ads', action: 'block', application: 'org.mozilla.firefox', endpoint: '*.ads.net', port: 443, protocol: 'tcp', note: 'ad networks' })];
+  const v = decide(r, flow(FIREFOX, 'x.ads.net'));
+  assert.equal(v.reason, 'rule "ads" (block org.mozilla.firefox -> *.ads.net:443/tcp) at the app-id level');
+  assert.equal(v.rule?.note, 'ad networks');
+  assert.equal(decide(r, flow(FIREFOX, 'x.com')).reason, 'no rule applies; mode passive-allow -> allow');
+});

@@ -1,0 +1,185 @@
+/**
+ * Exhaustive check in the spirit of NuAppFirewall's permutation tests: every combination of rule
+ * fields against every combination of flow fields, then random rule sets for precedence, each
+ * compared with a reference that scans all rules and is written to be obviously right, not fast.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import ipaddr from 'ipaddr.js';
+import { Policy, type Flow, type Level, type Rule } from '../../src/policy/index.js';
+
+const NOW = Date.parse('2026-06-01T00:00:00Z');
+
+const APPS = ['org.mozilla.firefox', 'com.other', '/usr/lib/firefox/firefox', '/usr/bin/curl', '/usr/lib/firefox/', '/usr/', '*/firefox', '*/lib/firefox', 'any'];
+const ENDPOINTS = ['any', 'a.example.com', 'example.com', '*.example.com', '*.a.example.com', '192.0.2.10', '192.0.2.0/24', '2001:db8::10', '2001:db8::/32', 'https://a.example.com/x'];
+const PORTS: (string | number)[] = ['any', 443, 80, '400-500'];
+const PROTOS = ['any', 'tcp', 'udp'];
+const ACTIONS = ['allow', 'block'] as const;
+const EXTRAS: Partial<Rule>[] = [{}, { users: ['alice'] }, { groups: ['dev'] }, { expires: '2020-01-01T00:00:00Z' }, { expires: '2030-01-01T00:00:00Z' }];
+
+function allRules(): Rule[] {
+  const out: Rule[] = [];
+  for (const application of APPS) for (const endpoint of ENDPOINTS) for (const port of PORTS) for (const protocol of PROTOS)
+    for (const action of ACTIONS) for (const extra of EXTRAS) out.push({ id: `r${out.length}`, action, application, endpoint, port, protocol, ...extra });
+  return out;
+}
+
+function allFlows(): Flow[] {
+  const apps: Flow['app'][] = [
+    { id: 'org.mozilla.firefox', path: '/usr/lib/firefox/firefox' },
+    { path: '/usr/lib/firefox/firefox' },
+    { path: '/usr/bin/curl' },
+    { path: '/opt/lib/firefox/firefox' },
+    { id: 'com.other', path: '/usr/lib/firefox-esr/firefox' },
+  ];
+  const remotes: Flow['remote'][] = [
+    { ip: '192.0.2.10', hostnames: ['a.example.com'] },
+    { ip: '192.0.2.99', hostnames: ['b.a.example.com', 'example.com'] },
+    { ip: '192.0.2.10', hostnames: ['example.com', 'a.example.com'] },
+    { ip: '198.51.100.1', hostnames: [] },
+    { ip: '2001:db8::10', hostnames: [] },
+    { ip: '2001:db8:1::1', hostnames: ['x.com'], url: 'https://a.example.com/x/y' },
+    { ip: '::ffff:192.0.2.10', hostnames: ['example.com'], url: 'https://a.example.com/xy' },
+  ];
+  const users = [{ user: 'alice', groups: ['dev'] }, { user: 'bob', uid: 1002 }];
+  const out: Flow[] = [];
+  for (const app of apps) for (const remote of remotes) for (const port of [443, 450, 22]) for (const protocol of ['tcp', 'udp'] as const)
+    for (const u of users) out.push({ app: { ...app, ...u }, remote, port, protocol });
+  return out;
+}
+
+// ---- the reference: plain definitions, one rule at a time ----
+
+type Spec = number[]; // compared lexicographically, higher is more specific
+
+const memo = new Map<string, unknown>();
+function once<T>(key: string, make: () => T): T {
+  if (!memo.has(key)) memo.set(key, make());
+  return memo.get(key) as T;
+}
+
+function endpointSpec(e: string, f: Flow): Spec | null {
+  const names = f.remote.hostnames;
+  if (e === 'any') return [0, 0];
+  if (e.includes('://')) {
+    if (!f.remote.url) return null;
+    const r = once('url ' + e, () => new URL(e));
+    const u = once('url ' + f.remote.url, () => new URL(f.remote.url!));
+    const rp = r.protocol + '//' + r.host + r.pathname;
+    const up = u.protocol + '//' + u.host + u.pathname;
+    return up === rp || up.startsWith(rp.endsWith('/') ? rp : rp + '/') ? [5, rp.length] : null;
+  }
+  if (e.startsWith('*.')) return names.some((h) => h.endsWith(e.slice(1))) ? [3, e.length - 2] : null;
+  const ip = once('ip ' + f.remote.ip, () => ipaddr.process(f.remote.ip));
+  if (e.includes('/')) {
+    const [net, bits] = once('cidr ' + e, () => ipaddr.parseCIDR(e));
+    return net.kind() === ip.kind() && ip.match(net, bits) ? [1, bits] : null;
+  }
+  if (ipaddr.isValid(e)) return once('ip ' + e, () => ipaddr.process(e)).toString() === ip.toString() ? [2, 0] : null;
+  return names.includes(e) ? [4, 0] : null;
+}
+
+function ruleSpec(r: Rule, f: Flow): Spec | null {
+  const ep = endpointSpec(r.endpoint!, f);
+  if (!ep) return null;
+  const port = String(r.port);
+  let portSpec: number;
+  if (port === 'any') portSpec = 0;
+  else if (port.includes('-')) {
+    const [lo, hi] = port.split('-').map(Number);
+    if (f.port < lo! || f.port > hi!) return null;
+    portSpec = 1;
+  } else if (Number(port) === f.port) portSpec = 2;
+  else return null;
+  if (r.protocol !== 'any' && r.protocol !== f.protocol) return null;
+  if (r.expires && Date.parse(r.expires) <= NOW) return null;
+  const scoped = r.users || r.groups;
+  if (scoped && !(r.users?.includes(f.app.user!) || r.groups?.some((g) => f.app.groups?.includes(g)))) return null;
+  return [...ep, portSpec, r.protocol === 'any' ? 0 : 1, scoped ? 1 : 0];
+}
+
+/** Application levels in the order they are tried: [level, does this rule's application belong here]. */
+function appSteps(f: Flow, rules: Rule[]): [Level, (r: Rule) => boolean][] {
+  const path = f.app.path;
+  const steps: [Level, (r: Rule) => boolean][] = [
+    ['app-id', (r) => !!f.app.id && r.application === f.app.id],
+    ['path', (r) => r.application === path],
+  ];
+  // prefixes and sub-paths: deepest end of match first, then longer pattern, then prefix before sub-path
+  const cands: [number, number, number, string][] = [];
+  for (const a of new Set(rules.map((r) => r.application))) {
+    if (a.startsWith('/') && a.endsWith('/') && path.startsWith(a)) cands.push([a.length - 1, a.length, 1, a]);
+    if (a.startsWith('*/')) {
+      const key = a.slice(1).replace(/\/$/, '');
+      for (let i = path.indexOf(key); i >= 0; i = path.indexOf(key, i + 1)) {
+        const end = i + key.length;
+        if (end === path.length || path[end] === '/') cands.push([end, key.length, 0, a]);
+      }
+    }
+  }
+  cands.sort((x, y) => y[0] - x[0] || y[1] - x[1] || y[2] - x[2]);
+  for (const c of cands) steps.push(['prefix', (r) => r.application === c[3]]);
+  steps.push(['any', (r) => r.application === 'any']);
+  return steps;
+}
+
+function cmp(a: Spec, b: Spec): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+  return 0;
+}
+
+/** Expected action, level and the set of rules that may be named as deciding (equal best). */
+function reference(rules: Rule[], f: Flow): { action: string; level: Level; ids: Set<string> } {
+  for (const [level, belongs] of appSteps(f, rules)) {
+    const applicable = rules.filter(belongs).map((r) => [r, ruleSpec(r, f)] as const).filter(([, s]) => s !== null);
+    if (applicable.length === 0) continue;
+    let best = applicable[0]![1]!;
+    for (const [, s] of applicable) if (cmp(s!, best) > 0) best = s!;
+    const top = applicable.filter(([, s]) => cmp(s!, best) === 0).map(([r]) => r);
+    const action = top.some((r) => r.action === 'block') ? 'block' : 'allow';
+    return { action, level, ids: new Set(top.filter((r) => r.action === action).map((r) => r.id)) };
+  }
+  return { action: 'allow', level: 'default', ids: new Set() };
+}
+
+function check(rules: Rule[], flows: Flow[]): void {
+  const policy = Policy.compile(rules, 'passive-allow');
+  for (const f of flows) {
+    const got = policy.decide(f, NOW);
+    const want = reference(rules, f);
+    const ok = got.action === want.action && got.level === want.level && (want.ids.size === 0 ? !got.rule : want.ids.has(got.rule!.id));
+    if (!ok) {
+      assert.fail(`rules ${JSON.stringify(rules)}\nflow ${JSON.stringify(f)}\ngot ${got.action}/${got.level}/${got.rule?.id}, want ${want.action}/${want.level}/${[...want.ids]}`);
+    }
+  }
+}
+
+test('every single rule against every flow', () => {
+  const flows = allFlows();
+  const rules = allRules();
+  for (const r of rules) check([r], flows);
+  assert.equal(rules.length * flows.length, 9 * 10 * 4 * 3 * 2 * 5 * 420);
+});
+
+test('random rule sets against every flow: levels, specificity and block-over-allow', () => {
+  const rules = allRules();
+  const flows = allFlows();
+  let seed = 7;
+  // high bits: the low bits of this generator repeat with a short period
+  const rand = (n: number) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+  for (let i = 0; i < 1500; i++) {
+    const set: Rule[] = [];
+    const base = rules[rand(rules.length)]!;
+    set.push(base);
+    const size = 2 + rand(10);
+    // draw around one rule now and then so that ties really happen
+    for (let k = 0; k < size; k++) {
+      const r = rules[rand(rules.length)]!;
+      const flip = base.action === 'allow' ? 'block' : 'allow';
+      const pick = rand(4);
+      // 0: same application; 1: same endpoint; 2: same everything but action and endpoint (ties across host names)
+      set.push(pick === 0 ? { ...r, application: base.application } : pick === 1 ? { ...r, endpoint: base.endpoint } : pick === 2 ? { ...base, action: flip, endpoint: r.endpoint } : r);
+    }
+    check(set.map((r, k) => ({ ...r, id: `s${k}` })), flows);
+  }
+});

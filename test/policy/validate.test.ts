@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { InvalidRulesError, Policy, formatRuleError } from '../../src/policy/index.js';
+
+function errorsOf(rules: unknown[]): string[] {
+  return Policy.validate(rules).map(formatRuleError);
+}
+
+test('each malformed field is named with the rule id', () => {
+  const cases: [object, string][] = [
+    [{ action: 'deny' }, 'action: unknown action "deny"'],
+    [{ application: '' }, 'application: empty application'],
+    [{ application: 'usr/bin/curl' }, 'application: relative path "usr/bin/curl"'],
+    [{ application: '/usr//bin/curl' }, 'application: malformed path'],
+    [{ application: '/usr/../bin/sh' }, 'application: malformed path'],
+    [{ application: 'bad id!' }, 'application: malformed app id'],
+    [{ endpoint: 'exa mple.com' }, 'endpoint: malformed host'],
+    [{ endpoint: '-bad-.com' }, 'endpoint: malformed host'],
+    [{ endpoint: '256.1.1.1' }, 'endpoint: malformed IP address'],
+    [{ endpoint: '1.2.3' }, 'endpoint: malformed IP address'],
+    [{ endpoint: '2001:db8::g' }, 'endpoint: malformed IP address'],
+    [{ endpoint: '10.0.0.0/33' }, 'endpoint: malformed CIDR'],
+    [{ endpoint: '10.0.0.1/8' }, 'endpoint: CIDR "10.0.0.1/8" has host bits set'],
+    [{ endpoint: '*.' }, 'endpoint: malformed wildcard'],
+    [{ endpoint: 'a.*.com' }, 'endpoint: malformed host'],
+    [{ endpoint: 'https://' }, 'endpoint: malformed URL'],
+    [{ port: 0 }, 'port: port 0 out of range'],
+    [{ port: 70000 }, 'port: port 70000 out of range'],
+    [{ port: '443x' }, 'port: malformed port "443x"'],
+    [{ port: '9000-8000' }, 'port: malformed port range "9000-8000"'],
+    [{ protocol: 'icmp' }, 'protocol: unknown protocol "icmp"'],
+    [{ users: [] }, 'users: must be a non-empty list'],
+    [{ expires: 'tomorrow' }, 'expires: malformed time "tomorrow"'],
+    [{ acton: 'block' }, 'acton: unknown field'],
+  ];
+  for (const [bad, message] of cases) {
+    const errs = errorsOf([{ id: 'r1', action: 'block', application: 'any', ...bad }]);
+    assert.equal(errs.length, 1, `${JSON.stringify(bad)} -> ${errs.join('; ')}`);
+    assert.ok(errs[0]!.startsWith(`rule "r1" (#1): ${message}`), `${errs[0]} should start with ${message}`);
+  }
+});
+
+test('good rules of every kind validate', () => {
+  const good = [
+    { application: 'org.mozilla.firefox' }, { application: 'sshd.service' }, { application: 'user@1000.service' },
+    { application: '/usr/bin/curl' }, { application: '/usr/lib/' }, { application: '/' }, { application: '*/Arc.app' },
+    { application: '*/Arc.app/' }, { endpoint: 'EXAMPLE.com.' }, { endpoint: '_dmarc.example.com' }, { endpoint: '*.co.uk' },
+    { endpoint: '2001:db8::/32' }, { endpoint: '::1' }, { endpoint: '0.0.0.0/0' }, { endpoint: 'https://a.com/x' },
+    { port: '443' }, { port: 'any' }, { port: '1-65535' }, { protocol: 'TCP' }, { groups: ['wheel'] },
+    { expires: '2030-01-01T00:00:00Z' }, { note: 'why' },
+  ];
+  good.forEach((g, i) => assert.deepEqual(errorsOf([{ id: `g${i}`, action: 'allow', application: 'any', ...g }]), [], JSON.stringify(g)));
+});
+
+test('all bad rules are reported at once, duplicates and missing ids included; nothing is half-loaded', () => {
+  const rules = [
+    { id: 'ok', action: 'allow', application: 'any' },
+    { id: 'ok', action: 'allow', application: 'any' },
+    { action: 'allow', application: 'any' },
+    'not a rule',
+    { id: 'bad', action: 'allow', application: 'any', port: -1 },
+  ];
+  assert.throws(() => Policy.compile(rules), (e: unknown) => {
+    assert.ok(e instanceof InvalidRulesError);
+    assert.deepEqual(e.errors.map((x) => [x.index, x.field]), [[1, 'id'], [2, 'id'], [3, 'rule'], [4, 'port']]);
+    assert.match(e.message, /4 invalid rules/);
+    assert.match(formatRuleError(e.errors[0]!), /rule "ok" \(#2\): id: duplicate id \(first used by rule #1\)/);
+    return true;
+  });
+});
