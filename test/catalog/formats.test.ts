@@ -1,0 +1,145 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CatalogError, parseCatalog, readCatalog, serializeCatalog } from '../../src/catalog/index.js';
+import { Policy, type Rule } from '../../src/policy/index.js';
+
+export const DATA = join(import.meta.dirname, '../../../../shared/data/nuappfirewall');
+
+const SAMPLE: Rule[] = [
+  { id: 'ff-web', action: 'allow', application: 'org.mozilla.firefox', endpoint: '*.mozilla.org', port: 443, protocol: 'tcp', note: 'updates' },
+  { id: 'curl', action: 'block', application: '/usr/bin/curl', endpoint: '10.0.0.0/8', port: '1-1024' },
+  { id: 'arc', action: 'block', application: '*/Arc.app' },
+  { id: 'lib', action: 'allow', application: '/usr/lib/', endpoint: '2001:db8::/32', users: ['alice'], groups: ['dev'] },
+  { id: 'smb', action: 'block', application: 'any', port: 445, expires: '2030-01-01T00:00:00.000Z' },
+  { id: 'url', action: 'allow', application: 'any', endpoint: 'https://updates.example.com/v1', protocol: 'udp' },
+];
+
+function roundTrip(rules: Rule[], format: 'tollgate' | 'nuapp', encoding: 'json' | 'plist'): Rule[] {
+  const text = serializeCatalog(rules, { format, encoding });
+  return parseCatalog(Buffer.from(text), 'mem').rules;
+}
+
+describe('Tollgate format', () => {
+  for (const encoding of ['json', 'plist'] as const) {
+    test(`round trip through ${encoding} gives the same rules`, () => {
+      assert.deepEqual(roundTrip(SAMPLE, 'tollgate', encoding), SAMPLE);
+    });
+  }
+
+  test('binary PLIST is read too', async () => {
+    const plist = await import('plist');
+    const bin = (plist as unknown as { buildBinary?: (v: unknown) => Buffer }).buildBinary;
+    if (!bin) return assert.fail('plist.buildBinary missing');
+    const c = parseCatalog(Buffer.from(bin({ format: 'tollgate-catalog', version: 1, rules: [SAMPLE[2]] })), 'bin');
+    assert.deepEqual(c.rules, [SAMPLE[2]]);
+    assert.equal(c.encoding, 'plist');
+  });
+
+  test('the mode a catalog names is kept', () => {
+    const c = parseCatalog(Buffer.from(serializeCatalog(SAMPLE, { format: 'tollgate', encoding: 'json', mode: 'ask' })), 'm');
+    assert.equal(c.mode, 'ask');
+  });
+});
+
+describe('NuAppFirewall format', () => {
+  test('reads the generated catalog excerpt: 5 apps, 4,019 destinations', async () => {
+    const c = await readCatalog(join(DATA, 'catalog_data-rules_test-rules.json'));
+    assert.equal(c.format, 'nuapp');
+    assert.equal(c.rules.length, 4019);
+    const p = Policy.compile(c.rules);
+    assert.deepEqual(p.stats().byAction, { allow: 4016, block: 3 });
+    // identifiers make app-id rules; "/Arc.app" whole-app block is an app-id rule for Arc's bundle id
+    const arc = p.decide({ app: { id: 'company.thebrowser.Browser', path: '/Applications/Arc.app/Contents/MacOS/Arc' }, remote: { ip: '1.1.1.1', hostnames: [] }, port: 443, protocol: 'tcp' });
+    assert.equal(arc.action, 'block');
+    assert.equal(arc.level, 'app-id');
+    const webkit = '/Library/Apple/System/Library/StagedFrameworks/Safari/WebKit.framework/Versions/A/XPCServices/com.apple.WebKit.Networking.xpc/Contents/MacOS/com.apple.WebKit.Networking';
+    const allowed = p.decide({ app: { path: webkit }, remote: { ip: '142.251.163.113', hostnames: [] }, port: 443, protocol: 'tcp' });
+    assert.deepEqual([allowed.action, allowed.level], ['allow', 'path']);
+    const otherPort = p.decide({ app: { path: webkit }, remote: { ip: '142.251.163.113', hostnames: [] }, port: 8443, protocol: 'tcp' });
+    assert.equal(otherPort.level, 'default');
+  });
+
+  test('reads the legacy catalog: 269 apps, 153,128 endpoints, all allow', async () => {
+    const c = await readCatalog(join(DATA, 'catalog_legacy-catalog_2024-09.json'));
+    assert.equal(c.format, 'nuapp-legacy');
+    assert.equal(c.rules.length, 153128);
+    assert.equal(new Set(c.rules.map((r) => r.application)).size, 269);
+    const s = Policy.compile(c.rules).stats();
+    assert.deepEqual(s.byAction, { allow: 153128, block: 0 });
+  });
+
+  test('reads the system-test and demo rules', async () => {
+    const sys = await readCatalog(join(DATA, 'app_systemtests_controlled-rules.json'));
+    const p = Policy.compile(sys.rules, 'passive-allow');
+    const swift = { id: 'com.apple.dt.Xcode', path: '/Applications/Xcode.app/Contents/Developer/Toolchains/XcodeDefault.xctoolchain/usr/bin/swift-frontend' };
+    assert.equal(p.decide({ app: swift, remote: { ip: '1.2.3.4', hostnames: ['www.google.com'] }, port: 443, protocol: 'tcp' }).action, 'block');
+    assert.equal(p.decide({ app: swift, remote: { ip: '1.2.3.4', hostnames: ['www.google.com'] }, port: 80, protocol: 'tcp' }).action, 'allow');
+    const demo = await readCatalog(join(DATA, 'app_Rules_Demo_rules.json'));
+    assert.deepEqual(demo.rules.map((r) => r.application), ['company.thebrowser.Browser', 'org.mozilla.firefox']);
+  });
+
+  test('keys: any, one-component sub-paths, full paths, prefixes', () => {
+    const doc = {
+      any: [{ action: 'block', identifier: 'unknown', destinations: [['any', '445']] }],
+      '/Arc.app': [{ action: 'block', identifier: 'unknown', destinations: [['any', 'any']] }],
+      '/usr/bin/curl': [{ action: 'allow', identifier: 'unknown', destinations: [['example.com', '443']] }],
+      '/opt/tools/': [{ action: 'allow', identifier: 'unknown', destinations: [['1.2.3.4', 'any']] }],
+    };
+    const rules = parseCatalog(Buffer.from(JSON.stringify(doc)), 'k').rules;
+    assert.deepEqual(rules.map((r) => r.application), ['any', '*/Arc.app', '/usr/bin/curl', '/opt/tools/']);
+  });
+
+  for (const encoding of ['json', 'plist'] as const) {
+    test(`round trip through ${encoding}: the same rules (ids are renumbered)`, () => {
+      const rules: Rule[] = [
+        { id: 'a', action: 'allow', application: 'com.apple.Music', endpoint: 'music.apple.com', port: '443' },
+        { id: 'b', action: 'block', application: '*/Arc.app', endpoint: 'any', port: 'any' },
+        { id: 'c', action: 'allow', application: '/usr/bin/curl', endpoint: '1.2.3.4', port: '80' },
+        { id: 'd', action: 'block', application: 'any', endpoint: 'any', port: '445' },
+        { id: 'e', action: 'allow', application: '/usr/lib/', endpoint: 'https://a.com/x', port: 'any' },
+      ];
+      const back = roundTrip(rules, 'nuapp', encoding);
+      assert.deepEqual(back.map(({ id: _, ...r }) => r), rules.map(({ id: _, ...r }) => r));
+    });
+  }
+
+  test('refuses to write what the format cannot hold, naming each rule', () => {
+    assert.throws(() => serializeCatalog(SAMPLE, { format: 'nuapp', encoding: 'json' }), (e: unknown) => {
+      assert.ok(e instanceof CatalogError);
+      for (const why of ['"ff-web": wildcard endpoint', '"curl": cidr endpoint', '"lib": cidr endpoint', '"smb": expiry', '"url": protocol']) {
+        assert.ok(e.message.includes(`rule ${why}`), `${e.message} lacks ${why}`);
+      }
+      return true;
+    });
+  });
+});
+
+describe('bad input gives one clear message', () => {
+  const cases: [string, string | Buffer, RegExp][] = [
+    ['broken JSON', '{"format": ', /bad: invalid JSON/],
+    ['broken PLIST', '<plist><dict><key>a</key>', /bad: invalid PLIST/],
+    ['not an object', '[1,2]', /expected an object at the top level/],
+    ['wrong version', '{"format":"tollgate-catalog","version":9,"rules":[]}', /version 9 is not supported/],
+    ['unknown top-level key', '{"format":"tollgate-catalog","version":1,"rules":[],"extra":1}', /not a valid Tollgate catalog/],
+    ['rules not a list', '{"format":"tollgate-catalog","version":1,"rules":{}}', /rules: /],
+    ['NuApp destinations not pairs', '{"/a":[{"action":"allow","identifier":"unknown","destinations":[["x"]]}]}', /NuAppFirewall catalog: \/a\.0\.destinations\.0/],
+    ['legacy endpoints not a list', '{"/a":[{"action":"allow","endpoints":"x","direction":"outgoing"}]}', /endpoints is not a list/],
+    ['legacy incoming', '{"/a":[{"action":"allow","endpoints":"[\'a.com\']","direction":"incoming"}]}', /direction "incoming" is not supported/],
+  ];
+  for (const [name, text, re] of cases) {
+    test(name, () => {
+      assert.throws(() => parseCatalog(Buffer.from(text), 'bad'), (e: unknown) => e instanceof CatalogError && re.test(e.message));
+    });
+  }
+
+  test('a missing file', async () => {
+    await assert.rejects(readCatalog('/no/such/catalog.json'), /\/no\/such\/catalog.json: no such file/);
+  });
+
+  test('the real files are read byte for byte as given (no trailing garbage accepted)', () => {
+    const text = readFileSync(join(DATA, 'app_Rules_Demo_rules.json'), 'utf8') + '}';
+    assert.throws(() => parseCatalog(Buffer.from(text), 'x'), /invalid JSON/);
+  });
+});
