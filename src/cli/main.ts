@@ -2,7 +2,7 @@
 /** The `tollgate` command: thin wrappers over the parts. Bad input is one message and exit 1, never a stack trace. */
 import { Command, InvalidArgumentError } from 'commander';
 import { CatalogError, encodingFor, readCatalog, writeCatalog, type Catalog } from '../catalog/index.js';
-import { InvalidRulesError, MODES, Policy, formatRuleError, parseApplication, type Flow, type Mode } from '../policy/index.js';
+import { InvalidRulesError, MODES, Policy, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
 
 class UsageError extends Error {}
 
@@ -66,6 +66,13 @@ program
     }
     if (o.proto !== 'tcp' && o.proto !== 'udp') throw new UsageError('--proto: expected tcp or udp');
     if (!o.host && !o.ip && !o.url) throw new UsageError('give the destination: --host, --ip and/or --url');
+    const ip = o.ip === undefined ? undefined : parseEndpoint(String(o.ip));
+    if (ip !== undefined && (typeof ip === 'string' || ip.kind !== 'ip')) throw new UsageError(`--ip: not an IP address: "${o.ip}"`);
+    const hosts = ((o.host as string[] | undefined) ?? []).map((h) => {
+      const n = normalizeHost(h);
+      if (!n) throw new UsageError(`--host: not a host name: "${h}"`);
+      return n;
+    });
     const flow: Flow = {
       app: {
         ...(parsed.kind === 'id' ? { id: app, path: String(o.path ?? '') } : { path: app }),
@@ -73,7 +80,7 @@ program
         ...(o.uid !== undefined ? { uid: Number(o.uid) } : {}),
         ...(o.groups ? { groups: o.groups as string[] } : {}),
       },
-      remote: { ip: String(o.ip ?? ''), hostnames: ((o.host as string[] | undefined) ?? []).map((h) => h.toLowerCase()), ...(o.url ? { url: String(o.url) } : {}) },
+      remote: { ip: String(o.ip ?? ''), hostnames: hosts, ...(o.url ? { url: String(o.url) } : {}) },
       port: o.port as number,
       protocol: o.proto,
     };

@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '../../..');
+const DATA = join(ROOT, '../shared/data/nuappfirewall');
+const EXAMPLE = join(ROOT, 'examples/workstation.json');
+
+function tollgate(...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('check prints counts of a valid catalog', () => {
+  const r = tollgate('check', EXAMPLE);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /valid tollgate catalog \(json\)/);
+  assert.match(r.out, /rules\s+11/);
+  assert.match(r.out, /allow 5, block 6/);
+  const j = JSON.parse(tollgate('check', join(DATA, 'catalog_data-rules_test-rules.json'), '--json').out);
+  assert.deepEqual([j.format, j.rules, j.byAction.block], ['nuapp', 4019, 3]);
+});
+
+test('check lists every bad rule and exits non-zero without a stack trace', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const file = join(dir, 'bad.json');
+  writeFileSync(file, JSON.stringify({ format: 'tollgate-catalog', version: 1, rules: [
+    { id: 'a', action: 'permit', application: 'any' },
+    { id: 'b', action: 'block', application: 'any', endpoint: '300.1.1.1' },
+    { id: 'b', action: 'block', application: 'bin/sh' },
+  ] }));
+  const r = tollgate('check', file);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /4 invalid rule\(s\)/);
+  assert.match(r.err, /rule "a" \(#1\): action: unknown action "permit"/);
+  assert.match(r.err, /rule "b" \(#2\): endpoint: malformed IP address "300.1.1.1"/);
+  assert.match(r.err, /rule "b" \(#3\): id: duplicate id/);
+  assert.match(r.err, /rule "b" \(#3\): application: relative path "bin\/sh"/);
+  assert.doesNotMatch(r.err, / {4}at /);
+});
+
+test('bad files and arguments: one message, exit 1', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  writeFileSync(join(dir, 'x.json'), '{ nope');
+  writeFileSync(join(dir, 'x.plist'), '<plist><dict>');
+  const cases: [string[], RegExp][] = [
+    [['check', join(dir, 'missing.json')], /missing.json: no such file/],
+    [['check', join(dir, 'x.json')], /x.json: invalid JSON/],
+    [['check', join(dir, 'x.plist')], /x.plist: invalid PLIST/],
+    [['decide', EXAMPLE, '--app', 'usr/bin/x', '--host', 'a.com', '--port', '1'], /--app: expected an app id or an absolute executable path/],
+    [['decide', EXAMPLE, '--app', '/usr/bin/x', '--ip', '1.2.3', '--port', '1'], /--ip: not an IP address/],
+    [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a b', '--port', '1'], /--host: not a host name/],
+    [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a.com', '--port', '70000'], /expected a port 1-65535/],
+    [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a.com', '--port', '1', '--mode', 'open'], /expected one of passive-allow/],
+    [['convert', EXAMPLE, join(dir, 'o.json'), '--format', 'nuapp'], /cannot be expressed in NuAppFirewall's format/],
+  ];
+  for (const [args, re] of cases) {
+    const r = tollgate(...args);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.err, re);
+    assert.doesNotMatch(r.err, / {4}at /);
+  }
+});
+
+test('decide explains the verdict, as text and JSON', () => {
+  const r = tollgate('decide', EXAMPLE, '--app', 'org.mozilla.firefox', '--host', 'Ads.DoubleClick.net', '--port', '443');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^BLOCK {2}\(app-id level\)/);
+  assert.match(r.out, /rule "firefox-ads"/);
+  const ssh = JSON.parse(tollgate('decide', EXAMPLE, '--app', '/usr/bin/ssh', '--ip', '2001:db8::5', '--port', '22', '--groups', 'admin', '--json').out);
+  assert.deepEqual([ssh.action, ssh.rule.id, ssh.level], ['allow', 'ssh-admins', 'path']);
+  const other = JSON.parse(tollgate('decide', EXAMPLE, '--app', '/usr/bin/ssh', '--ip', '2001:db8::5', '--port', '22', '--json').out);
+  assert.equal(other.rule.id, 'ssh-others');
+  const unknown = tollgate('decide', EXAMPLE, '--app', '/usr/bin/wget', '--host', 'example.org', '--port', '80', '--mode', 'passive-block');
+  assert.match(unknown.out, /^BLOCK {2}\(default level\)\n {2}no rule applies; mode passive-block/);
+});
+
+test('convert between formats and encodings keeps the rules', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const src = join(DATA, 'catalog_data-rules_test-rules.json');
+  assert.equal(tollgate('convert', src, join(dir, 'c.plist')).code, 0);
+  assert.match(readFileSync(join(dir, 'c.plist'), 'utf8'), /<string>tollgate-catalog<\/string>/);
+  assert.equal(tollgate('convert', join(dir, 'c.plist'), join(dir, 'n.plist'), '--format', 'nuapp').code, 0);
+  assert.equal(tollgate('convert', join(dir, 'n.plist'), join(dir, 'n.json'), '--format', 'nuapp').code, 0);
+  const again = JSON.parse(readFileSync(join(dir, 'n.json'), 'utf8'));
+  // the same entries; app-id entries are keyed by their identifier (the original path key is not kept)
+  const original = JSON.parse(readFileSync(src, 'utf8')) as Record<string, { identifier: string }[]>;
+  const rekeyed = Object.fromEntries(Object.entries(original).map(([k, v]) => [v[0]!.identifier === 'unknown' ? k : v[0]!.identifier, v]));
+  assert.deepEqual(again, rekeyed);
+});
