@@ -65,11 +65,12 @@ function pathFor(app: string, n: number): { id?: string; path: string } {
 }
 
 /** `count` flows: half match a random rule's application and destination, half miss (unknown host or app). */
-export function flowsFor(rules: readonly Rule[], count: number, seed: number): Flow[] {
+export function flowsFor(rules: readonly Rule[], count: number, seed: number, skew = 1): Flow[] {
   const r = prng(seed);
   const flows: Flow[] = [];
   for (let i = 0; i < count; i++) {
-    const rule = rules[r(rules.length)]!;
+    // skew > 1: a few rules (apps and hosts) take most of the traffic, as on a real machine
+    const rule = rules[Math.floor(rules.length * (r(1_000_000) / 1_000_000) ** skew)]!;
     const app = pathFor(rule.application, i);
     const kind = r(4);
     if (kind === 0) {

@@ -122,7 +122,16 @@ export function serializeCatalog(rules: readonly Rule[], opts: WriteOptions): st
   } else {
     doc = { format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}), rules: rules.map(clean) };
   }
-  return opts.encoding === 'plist' ? plist.build(doc as plist.PlistValue) + '\n' : JSON.stringify(doc, null, 2) + '\n';
+  if (opts.encoding === 'plist') return plist.build(doc as plist.PlistValue) + '\n';
+  return 'rules' in doc ? tollgateJson(doc as { rules: Rule[] }) : JSON.stringify(doc, null, 2) + '\n';
+}
+
+/** One rule per line: readable, diff-friendly, and half the size of fully indented JSON on big catalogs. */
+function tollgateJson(doc: { rules: Rule[] }): string {
+  const { rules, ...head } = doc;
+  const top = JSON.stringify(head, null, 2).slice(0, -2);
+  const body = rules.map((r) => '    ' + JSON.stringify(r)).join(',\n');
+  return `${top},\n  "rules": [\n${body}${rules.length ? '\n' : ''}  ]\n}\n`;
 }
 
 /** Drop absent optional fields (PLIST has no null/undefined). */

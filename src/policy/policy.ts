@@ -26,6 +26,7 @@ interface Bucket {
   urls: Map<string, List> | null;
   hosts: Map<string, List> | null;
   wild: Map<string, List> | null; // key: the suffix after "*."
+  wildLens: Set<number> | null; // suffix lengths present: skip slicing names at other lengths
   ip4: Map<number, List> | null;
   ip6: Map<string, List> | null;
   cidr4: { len: number; map: Map<number, List> }[] | null; // longest prefix first
@@ -52,7 +53,7 @@ function byPrecedence(a: CompiledRule, b: CompiledRule): number {
 }
 
 function newBucket(): Bucket {
-  return { urls: null, hosts: null, wild: null, ip4: null, ip6: null, cidr4: null, cidr6: null, any: null };
+  return { urls: null, hosts: null, wild: null, wildLens: null, ip4: null, ip6: null, cidr4: null, cidr6: null, any: null };
 }
 
 function push<K>(map: Map<K, List>, key: K, r: CompiledRule): void {
@@ -67,7 +68,10 @@ function addToBucket(b: Bucket, r: CompiledRule): void {
     case 'any': (b.any ??= []).push(r); break;
     case 'url': push((b.urls ??= new Map()), e.host, r); break;
     case 'host': push((b.hosts ??= new Map()), e.host, r); break;
-    case 'wildcard': push((b.wild ??= new Map()), e.suffix, r); break;
+    case 'wildcard':
+      push((b.wild ??= new Map()), e.suffix, r);
+      (b.wildLens ??= new Set()).add(e.suffix.length);
+      break;
     case 'ip':
       if (typeof e.key === 'number') push((b.ip4 ??= new Map()), e.key, r);
       else push((b.ip6 ??= new Map()), e.key, r);
@@ -106,6 +110,7 @@ export class Policy {
   private readonly byPrefix = new Map<string, Bucket>();
   private readonly prefixLens = new Set<number>();
   private readonly subByFirst = new Map<string, SubPath[]>();
+  private readonly subFirstLens = new Set<number>(); // first-component lengths present: skip slicing others
   private anyApp: Bucket | null = null;
   private defaultVerdict!: Verdict;
   private compiled: CompiledRule[] = [];
@@ -208,6 +213,7 @@ export class Policy {
         return get(this.byPrefix, a.key);
       case 'subpath': {
         const first = a.key.slice(1).split('/')[0]!;
+        this.subFirstLens.add(first.length);
         const list = this.subByFirst.get(first) ?? [];
         this.subByFirst.set(first, list);
         let s = list.find((x) => x.key === a.key);
@@ -238,21 +244,24 @@ export class Policy {
       }
       return undefined;
     }
-    // [end of match, length, prefix?, bucket]
-    const cands: [number, number, number, Bucket][] = [];
+    // [end of match, length, prefix?, bucket]; allocated only when something matches
+    let cands: [number, number, number, Bucket][] | null = null;
     for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
       if (this.prefixLens.has(i + 1)) {
         const b = this.byPrefix.get(path.slice(0, i + 1));
-        if (b) cands.push([i, i + 1, 1, b]);
+        if (b) (cands ??= []).push([i, i + 1, 1, b]);
       }
       const next = path.indexOf('/', i + 1);
-      const subs = this.subByFirst.get(path.slice(i + 1, next < 0 ? path.length : next));
+      const end = next < 0 ? path.length : next;
+      if (!this.subFirstLens.has(end - i - 1)) continue;
+      const subs = this.subByFirst.get(path.slice(i + 1, end));
       if (!subs) continue;
       for (const s of subs) {
-        const end = i + s.key.length;
-        if (path.startsWith(s.key, i) && (end === path.length || path.charCodeAt(end) === 47)) cands.push([end, s.key.length, 0, s.bucket]);
+        const e = i + s.key.length;
+        if (path.startsWith(s.key, i) && (e === path.length || path.charCodeAt(e) === 47)) (cands ??= []).push([e, s.key.length, 0, s.bucket]);
       }
     }
+    if (!cands) return undefined;
     cands.sort((x, y) => y[0] - x[0] || y[1] - x[1] || y[2] - x[2]);
     for (const c of cands) {
       const r = this.match(c[3], flow, now);
@@ -278,7 +287,7 @@ export class Policy {
       for (let i = 0; i < names.length; i++) {
         const h = hostKey(names[i]!);
         for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
-          best = better(best, first(b.wild.get(h.slice(d + 1)), flow, now));
+          if (b.wildLens!.has(h.length - d - 1)) best = better(best, first(b.wild.get(h.slice(d + 1)), flow, now));
         }
       }
       if (best) return best;
