@@ -128,7 +128,7 @@ export class Policy {
     const errors: RuleError[] = [];
     const compiled: CompiledRule[] = [];
     const seen = new Map<string, number>();
-    const cache: ParseCache = { apps: new Map(), endpoints: new Map() };
+    const cache: ParseCache = { apps: new Map() };
     rules.forEach((raw, index) => {
       const id = (raw as { id?: unknown } | null)?.id;
       if (typeof id === 'string' && id !== '') {

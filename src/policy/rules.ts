@@ -183,10 +183,12 @@ function endpointLength(e: EndpointMatch): number {
  * Validate one raw rule (as parsed from a file) and compile it, or return its errors.
  * Unknown fields are errors: a typo such as "acton" must not silently mean "no action".
  */
-/** Parse results shared by the rules of one compile: catalogs repeat applications and hosts a lot. */
+/**
+ * Parse results shared by the rules of one compile: catalogs repeat each application for many rules.
+ * (Endpoints are mostly distinct in big catalogs; caching them cost more than it saved.)
+ */
 export interface ParseCache {
   apps: Map<string, AppMatch | string>;
-  endpoints: Map<string, EndpointMatch | string>;
 }
 
 function cached<T>(map: Map<string, T> | undefined, v: unknown, parse: (v: unknown) => T): T {
@@ -209,7 +211,7 @@ export function compileRule(raw: unknown, index: number, cache?: ParseCache): Co
   if (r.action !== 'allow' && r.action !== 'block') fail('action', `unknown action ${JSON.stringify(r.action)} (allow or block)`);
   const app = cached(cache?.apps, r.application, parseApplication);
   if (typeof app === 'string') fail('application', app);
-  const endpoint = cached(cache?.endpoints, r.endpoint, parseEndpoint);
+  const endpoint = parseEndpoint(r.endpoint);
   if (typeof endpoint === 'string') fail('endpoint', endpoint);
   const port = parsePort(r.port);
   if (typeof port === 'string') fail('port', port);
