@@ -42,12 +42,9 @@ export interface CompiledRule {
 }
 
 export function verdictOf(c: CompiledRule): Verdict {
-  return (c.verdict ??= Object.freeze({
-    action: c.action,
-    rule: c.rule,
-    level: levelOf(c.app),
-    reason: `rule "${c.rule.id}" (${describeRule(c.rule)}) at the ${levelOf(c.app)} level`,
-  }));
+  if (c.verdict) return c.verdict;
+  const level = levelOf(c.app);
+  return (c.verdict = Object.freeze({ action: c.action, rule: c.rule, level, reason: `rule "${c.rule.id}" (${describeRule(c.rule)}) at the ${level} level` }));
 }
 
 const APP_ID = /^[A-Za-z0-9][A-Za-z0-9._@:+~-]*$/;
@@ -180,10 +177,6 @@ function endpointLength(e: EndpointMatch): number {
 }
 
 /**
- * Validate one raw rule (as parsed from a file) and compile it, or return its errors.
- * Unknown fields are errors: a typo such as "acton" must not silently mean "no action".
- */
-/**
  * Parse results shared by the rules of one compile: catalogs repeat each application for many rules.
  * (Endpoints are mostly distinct in big catalogs; caching them cost more than it saved.)
  */
@@ -198,6 +191,10 @@ function cached<T>(map: Map<string, T> | undefined, v: unknown, parse: (v: unkno
   return r;
 }
 
+/**
+ * Validate one raw rule (as parsed from a file) and compile it, or return its errors.
+ * Unknown fields are errors: a typo such as "acton" must not silently mean "no action".
+ */
 export function compileRule(raw: unknown, index: number, cache?: ParseCache): CompiledRule | RuleError[] {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return [{ index, field: 'rule', message: 'must be an object' }];
