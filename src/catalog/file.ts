@@ -59,7 +59,7 @@ export function parseCatalog(data: Buffer, name: string): Catalog {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new CatalogError(`${name}: not a catalog: expected an object at the top level`);
   }
-  if ('format' in doc || 'rules' in doc) {
+  if ('format' in doc) {
     const r = TollgateDoc.safeParse(doc);
     if (!r.success) throw new CatalogError(`${name}: not a valid Tollgate catalog: ${zodProblem(r.error)}`);
     if (r.data.version !== TOLLGATE_VERSION) {
@@ -108,7 +108,6 @@ export interface WriteOptions {
 
 /** Encode rules. NuAppFirewall's format cannot hold every rule: refuse rather than drop silently. */
 export function serializeCatalog(rules: readonly Rule[], opts: WriteOptions): string {
-  let doc: object;
   if (opts.format === 'nuapp') {
     const bad = rules.map((r) => [r, nuAppUnsupported(r)] as const).filter(([, why]) => why !== null);
     if (bad.length > 0) {
@@ -118,12 +117,11 @@ export function serializeCatalog(rules: readonly Rule[], opts: WriteOptions): st
           (bad.length > 10 ? `\n  ... and ${bad.length - 10} more` : ''),
       );
     }
-    doc = toNuApp(rules);
-  } else {
-    doc = { format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}), rules: rules.map(clean) };
+    const doc = toNuApp(rules);
+    return opts.encoding === 'plist' ? plist.build(doc) + '\n' : JSON.stringify(doc, null, 2) + '\n';
   }
-  if (opts.encoding === 'plist') return plist.build(doc as plist.PlistValue) + '\n';
-  return 'rules' in doc ? tollgateJson(doc as { rules: Rule[] }) : JSON.stringify(doc, null, 2) + '\n';
+  const doc = { format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}), rules: rules.map(clean) };
+  return opts.encoding === 'plist' ? plist.build(doc as unknown as plist.PlistValue) + '\n' : tollgateJson(doc);
 }
 
 /** One rule per line: readable, diff-friendly, and half the size of fully indented JSON on big catalogs. */

@@ -105,6 +105,12 @@ describe('NuAppFirewall format', () => {
     });
   }
 
+  test('an app id that happens to be "rules" is still written as NuAppFirewall JSON', () => {
+    const rules: Rule[] = [{ id: 'x', action: 'block', application: 'rules', endpoint: 'any', port: 'any' }];
+    const back = roundTrip(rules, 'nuapp', 'json');
+    assert.deepEqual(back.map(({ id: _, ...r }) => r), rules.map(({ id: _, ...r }) => r));
+  });
+
   test('refuses to write what the format cannot hold, naming each rule', () => {
     assert.throws(() => serializeCatalog(SAMPLE, { format: 'nuapp', encoding: 'json' }), (e: unknown) => {
       assert.ok(e instanceof CatalogError);
