@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,6 +13,13 @@ function tollgate(...args: string[]): { code: number | null; out: string; err: s
   const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8' });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
+
+test('the installed bin is executable, so `npx tollgate` runs it', () => {
+  const bin = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin.tollgate as string;
+  assert.doesNotThrow(() => accessSync(join(ROOT, bin), constants.X_OK));
+  const r = spawnSync(join(ROOT, bin), ['check', EXAMPLE], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+});
 
 test('check prints counts of a valid catalog', () => {
   const r = tollgate('check', EXAMPLE);
