@@ -1,21 +1,11 @@
 #!/usr/bin/env node
 /** The `tollgate` command: thin wrappers over the parts. Bad input is one message and exit 1, never a stack trace. */
-import { Command, InvalidArgumentError } from 'commander';
+import './env.js';
+import { Command } from 'commander';
+import { agentCommands } from './agent.js';
+import { UsageError, mode, port } from './usage.js';
 import { CatalogError, encodingFor, readCatalog, writeCatalog, type Catalog } from '../catalog/index.js';
 import { InvalidRulesError, MODES, Policy, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
-
-class UsageError extends Error {}
-
-function mode(v: string): Mode {
-  if (!(MODES as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${MODES.join(', ')}`);
-  return v as Mode;
-}
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port 1-65535');
-  return n;
-}
 
 async function load(file: string, m?: Mode): Promise<{ catalog: Catalog; policy: Policy }> {
   const catalog = await readCatalog(file);
@@ -104,6 +94,8 @@ program
     await writeCatalog(out, policy.rules, { format: o.format, encoding: encodingFor(out), mode: catalog.mode });
     console.log(`${input} (${catalog.format}, ${catalog.encoding}) -> ${out} (${o.format}, ${encodingFor(out)}): ${policy.rules.length} rules`);
   });
+
+agentCommands(program);
 
 try {
   await program.parseAsync();

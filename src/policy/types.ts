@@ -37,6 +37,8 @@ export interface AppIdentity {
   id?: string;
   path: string;
   cmdline?: string[];
+  /** For an interpreter (node, python3, java, ...), the script it runs: a compromised package runs as `node`. */
+  script?: string;
   pid?: number;
   uid?: number;
   user?: string;

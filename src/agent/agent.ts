@@ -1,0 +1,243 @@
+/**
+ * The daemon: packet -> 5-tuple -> socket (sock_diag) -> process -> DNS names -> decide -> verdict
+ * to the kernel -> audit row. Every queued packet gets exactly one verdict, even when something
+ * fails on the way (then the fail mode answers and the error is reported).
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readCatalog } from '../catalog/index.js';
+import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
+import { DnsNames } from '../linux/dns.js';
+import { installRules, removeRules } from '../linux/netfilter.js';
+import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, type QueuedPacket } from '../linux/nfqueue.js';
+import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
+import { ProcessResolver, type ProcessInfo } from '../linux/procs.js';
+import { SockDiag } from '../linux/sockdiag.js';
+import { AuditStore, type DecisionRow } from '../store/audit.js';
+
+export interface AgentOptions {
+  catalog: string;
+  /** Overrides the catalog's mode. */
+  mode?: Mode;
+  failMode: 'open' | 'closed';
+  db: string;
+  queue: number;
+  includeLoopback: boolean;
+  askTimeoutMs: number;
+  askDefault: Action;
+  rejectMark: number;
+  /** Seconds a verdict is reused for the same 5-tuple (SYN retransmits, later UDP datagrams). */
+  verdictCacheS: number;
+  log: (line: string) => void;
+  /** Print every decision. */
+  verbose: boolean;
+}
+
+/** The identity of a connection whose process could not be found; rules can name it. */
+export const UNKNOWN_PROCESS = 'unknown-process';
+
+export interface AgentStats {
+  packets: number;
+  decisions: number;
+  cached: number;
+  unparsed: number;
+  errors: number;
+  dnsAnswers: number;
+}
+
+export class Agent {
+  policy!: Policy;
+  private mode: Mode = 'passive-allow';
+  private queue?: NfQueue;
+  private dnsQueue?: NfQueue;
+  private diag?: SockDiag;
+  private readonly procs = new ProcessResolver();
+  private readonly dns = new DnsNames();
+  private store?: AuditStore;
+  /** 5-tuple -> verdict, for packets of a flow already judged. */
+  private readonly verdicts = new Map<string, { allow: boolean; until: number }>();
+  /** 5-tuple -> packet ids waiting for the first packet's verdict. */
+  private readonly pending = new Map<string, number[]>();
+  private watcher?: FSWatcher;
+  private sweeper?: NodeJS.Timeout;
+  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0 };
+
+  constructor(readonly opts: AgentOptions) {}
+
+  private async loadPolicy(): Promise<void> {
+    const cat = await readCatalog(this.opts.catalog);
+    this.mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
+    this.policy = Policy.compile(cat.rules, this.mode);
+  }
+
+  /** Loads the catalog, opens the store and queues, then installs the netfilter rules. */
+  async start(): Promise<void> {
+    await this.loadPolicy();
+    this.store = new AuditStore(this.opts.db);
+    try {
+      const failOpen = this.opts.failMode === 'open';
+      this.queue = new NfQueue(this.opts.queue, { copyRange: 128, failOpen });
+      this.dnsQueue = new NfQueue(this.opts.queue + 1, { copyRange: 0xffff, failOpen: true });
+      this.diag = new SockDiag();
+      this.queue.start((b) => this.onPackets(b));
+      this.dnsQueue.start((b) => this.onDns(b));
+      installRules({
+        queue: this.opts.queue, dnsQueue: this.opts.queue + 1, failMode: this.opts.failMode,
+        includeLoopback: this.opts.includeLoopback, rejectMark: this.opts.rejectMark,
+      });
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    this.watcher = watch(this.opts.catalog, () => void this.reload('catalog file changed'));
+    this.sweeper = setInterval(() => this.sweep(), 5000);
+    const s = this.policy.stats();
+    this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog}, mode ${this.mode}, fail ${this.opts.failMode}, queue ${this.opts.queue}, audit ${this.opts.db}`);
+  }
+
+  /** Swaps in the catalog as it is now; a bad catalog leaves the running policy in place. */
+  async reload(why: string): Promise<boolean> {
+    try {
+      await this.loadPolicy();
+      this.verdicts.clear();
+      this.opts.log(`tollgate agent: reloaded (${why}): ${this.policy.stats().rules} rules, mode ${this.mode}`);
+      return true;
+    } catch (e) {
+      this.opts.log(`tollgate agent: reload failed (${why}), keeping the previous rules: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Removes the netfilter rules first (traffic flows again), then drains and closes everything. */
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    clearInterval(this.sweeper);
+    removeRules();
+    await Promise.all([this.queue?.close(), this.dnsQueue?.close()]);
+    this.diag?.close();
+    this.store?.close();
+  }
+
+  get auditCounts(): { received: number; written: number } {
+    return { received: this.store?.received ?? 0, written: this.store?.written ?? 0 };
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [k, v] of this.verdicts) if (v.until < now) this.verdicts.delete(k);
+    this.dns.sweep(now);
+  }
+
+  private onDns(batch: QueuedPacket[]): void {
+    // Accept first: the answer is never held back by our parsing.
+    for (const p of batch) this.dnsQueue!.verdict(p.id, NF_ACCEPT);
+    for (const p of batch) {
+      const t = parsePacket(p.payload);
+      if (t && t.protocol === 'udp' && this.dns.learn(p.payload.subarray(t.dataOffset)) > 0) this.stats.dnsAnswers++;
+    }
+  }
+
+  private onPackets(batch: QueuedPacket[]): void {
+    for (const p of batch) {
+      this.stats.packets++;
+      try {
+        this.onPacket(p);
+      } catch (e) {
+        this.fail(p.id, e);
+      }
+    }
+  }
+
+  private fail(id: number, e: unknown): void {
+    this.stats.errors++;
+    this.opts.log(`tollgate agent: error judging a packet, fail ${this.opts.failMode}: ${(e as Error).stack ?? String(e)}`);
+    try {
+      this.queue!.verdict(id, this.opts.failMode === 'open' ? NF_ACCEPT : NF_DROP);
+    } catch { /* queue closed */ }
+  }
+
+  private answer(id: number, allow: boolean): void {
+    if (allow) this.queue!.verdict(id, NF_ACCEPT);
+    else this.queue!.verdict(id, NF_REPEAT, this.opts.rejectMark);
+  }
+
+  private onPacket(p: QueuedPacket): void {
+    const t = parsePacket(p.payload);
+    if (!t) {
+      // Only TCP SYNs and UDP reach the queue; what does not parse (a fragment) is not a new flow.
+      this.stats.unparsed++;
+      return this.queue!.verdict(p.id, NF_ACCEPT);
+    }
+    const key = tupleKey(t);
+    const cached = this.verdicts.get(key);
+    if (cached && cached.until > Date.now()) {
+      this.stats.cached++;
+      return this.answer(p.id, cached.allow);
+    }
+    const waiting = this.pending.get(key);
+    if (waiting) return void waiting.push(p.id);
+    this.pending.set(key, [p.id]);
+
+    const owner = this.diag!.lookup(t);
+    if (!owner) return this.judge(key, t, null, p.uid);
+    const known = this.procs.known(owner.inode);
+    if (known) return this.judge(key, t, known, owner.uid);
+    this.procs.resolve(owner.inode, owner.uid).then(
+      (info) => this.judge(key, t, info, owner.uid),
+      (e: unknown) => this.failPending(key, e),
+    );
+  }
+
+  private failPending(key: string, e: unknown): void {
+    for (const id of this.pending.get(key) ?? []) this.fail(id, e);
+    this.pending.delete(key);
+  }
+
+  private judge(key: string, t: Tuple, proc: ProcessInfo | null, uid: number | undefined): void {
+    try {
+      const app: AppIdentity = proc
+        ? { path: proc.path, cmdline: proc.cmdline, pid: proc.pid, uid: proc.uid }
+        : { id: UNKNOWN_PROCESS, path: UNKNOWN_PROCESS };
+      if (proc?.appId) app.id = proc.appId;
+      if (proc?.script) app.script = proc.script;
+      if (proc?.user) app.user = proc.user;
+      if (!proc && uid !== undefined) app.uid = uid;
+      const flow: Flow = { app, remote: { ip: t.dst, hostnames: this.dns.namesOf(t.dst) }, port: t.dport, protocol: t.protocol };
+      const v = this.policy.decide(flow);
+      if (v.action !== 'ask') return this.apply(key, t, flow, v, proc === null);
+      void decideWithAsk(this.policy, flow, {
+        // No dashboard yet: nobody answers, so the flow waits the timeout and gets the default.
+        ask: () => new Promise<Action>(() => {}),
+        timeoutMs: this.opts.askTimeoutMs,
+        defaultAction: this.opts.askDefault,
+      }).then((av) => this.apply(key, t, flow, av, proc === null), (e: unknown) => this.failPending(key, e));
+    } catch (e) {
+      this.failPending(key, e);
+    }
+  }
+
+  private apply(key: string, t: Tuple, flow: Flow, v: Verdict, exited: boolean): void {
+    const allow = v.action === 'allow';
+    const ids = this.pending.get(key) ?? [];
+    this.pending.delete(key);
+    this.verdicts.set(key, { allow, until: Date.now() + this.opts.verdictCacheS * 1000 });
+    for (const id of ids) this.answer(id, allow);
+    this.stats.decisions++;
+    const row: DecisionRow = {
+      time: Date.now(), path: flow.app.path, remoteIp: t.dst, hostnames: flow.remote.hostnames,
+      localIp: t.src, localPort: t.sport, port: t.dport, protocol: t.protocol,
+      action: allow ? 'allow' : 'block', level: v.level, reason: v.reason, enforced: true,
+    };
+    const a = flow.app;
+    if (a.pid !== undefined) row.pid = a.pid;
+    if (a.cmdline) row.cmdline = a.cmdline;
+    if (a.script) row.script = a.script;
+    if (a.uid !== undefined) row.uid = a.uid;
+    if (a.id !== undefined) row.appId = a.id;
+    if (exited) row.exited = true;
+    if (v.rule) row.ruleId = v.rule.id;
+    this.store!.add(row);
+    if (this.opts.verbose) {
+      this.opts.log(`${row.action} ${t.protocol} ${a.path}${a.pid ? `[${a.pid}]` : ''} -> ${flow.remote.hostnames[0] ?? t.dst}:${t.dport} (${v.reason})`);
+    }
+  }
+}

@@ -1,0 +1,87 @@
+/** `tollgate agent` (the Linux daemon) and `tollgate log` (its audit store). */
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Command } from 'commander';
+import { Agent } from '../agent/agent.js';
+import { MODES, type Action, type Mode } from '../policy/index.js';
+import { AuditStore, type LogQuery } from '../store/audit.js';
+import { UsageError, int, mode, oneOf, when } from './usage.js';
+
+const DEFAULT_DB = '/var/lib/tollgate/audit.db';
+
+interface AgentFlags {
+  catalog: string;
+  mode?: Mode;
+  failMode: 'open' | 'closed';
+  db: string;
+  queue: number;
+  includeLoopback?: boolean;
+  askTimeout: number;
+  askDefault: Action;
+  verbose?: boolean;
+}
+
+export function agentCommands(program: Command): void {
+  program
+    .command('agent')
+    .description('intercept new outbound connections (NFQUEUE), decide them by the catalog, record every decision; needs root')
+    .requiredOption('--catalog <file>', 'rules (any catalog format tollgate reads); reloaded on SIGHUP and when the file changes')
+    .option('--mode <mode>', `when no rule applies (${MODES.join(', ')}); default: the catalog's, else passive-allow`, mode)
+    .option('--fail-mode <open|closed>', 'while the agent is down or its queue is full: open lets traffic flow, closed stops it', oneOf('open', 'closed'), 'open')
+    .option('--db <file>', 'audit store (SQLite)', DEFAULT_DB)
+    .option('--queue <n>', 'NFQUEUE number for connections; the next number carries DNS answers', int(0, 65534), 7100)
+    .option('--include-loopback', 'also judge connections to loopback addresses')
+    .option('--ask-timeout <ms>', 'ask mode: how long a connection waits for an answer', int(1, 3_600_000), 30_000)
+    .option('--ask-default <allow|block>', 'ask mode: the action when nobody answers', oneOf('allow', 'block'), 'block')
+    .option('--verbose', 'print every decision')
+    .action(async (o: AgentFlags) => {
+      if (process.getuid?.() !== 0) throw new UsageError('the agent needs root (CAP_NET_ADMIN) to install netfilter rules and read the queue: run it with sudo');
+      mkdirSync(dirname(o.db), { recursive: true });
+      const agent = new Agent({
+        catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
+        askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
+        log: (l) => console.error(l), verbose: !!o.verbose, ...(o.mode ? { mode: o.mode } : {}),
+      });
+      await agent.start();
+      process.on('SIGHUP', () => void agent.reload('SIGHUP'));
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string): void => {
+          console.error(`tollgate agent: ${sig}: removing rules and stopping`);
+          resolve();
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+      await agent.stop();
+      const { received, written } = agent.auditCounts;
+      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written`);
+    });
+
+  program
+    .command('log')
+    .description("query the agent's audit store, newest first")
+    .option('--db <file>', 'audit store (SQLite)', DEFAULT_DB)
+    .option('--app <id|path>', 'app id, executable path or script path')
+    .option('--action <allow|block>', 'only this action', oneOf('allow', 'block'))
+    .option('--host <name|ip>', 'remote host name or IP address')
+    .option('--since <time>', 'ISO time or age (10m, 2h, 7d)', when)
+    .option('--until <time>', 'ISO time or age', when)
+    .option('--limit <n>', 'most rows', int(1, 10_000_000), 100)
+    .option('--json', 'one JSON object per line')
+    .action((o: LogQuery & { db: string; json?: boolean }) => {
+      if (!existsSync(o.db)) throw new UsageError(`${o.db}: no audit store (has the agent run with --db ${o.db}?)`);
+      const store = new AuditStore(o.db);
+      try {
+        for (const r of store.query(o)) {
+          if (o.json) console.log(JSON.stringify(r));
+          else {
+            const dest = `${r.hostnames[0] ?? r.remoteIp}:${r.port}/${r.protocol}`;
+            const who = `${r.appId ? `${r.appId} ` : ''}${r.path}${r.pid !== undefined ? `[${r.pid}]` : ''}`;
+            console.log(`${new Date(r.time).toISOString()}  ${r.action.padEnd(5)}  ${who} -> ${dest}  ${r.ruleId ? `rule ${r.ruleId}` : r.level}`);
+          }
+        }
+      } finally {
+        store.close();
+      }
+    });
+}

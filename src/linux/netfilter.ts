@@ -1,0 +1,106 @@
+/**
+ * The agent's netfilter rules, through iptables-nft (the native nft `queue` statement is missing
+ * from some kernels; `-j NFQUEUE` works everywhere iptables-nft does). Everything lives in chains of
+ * our own plus one jump each from OUTPUT and INPUT, so removal takes exactly what was installed,
+ * and a start after a crash first removes what the dead agent left.
+ */
+import { execFileSync } from 'node:child_process';
+
+export const OUT_CHAIN = 'TOLLGATE-OUT';
+export const DNS_CHAIN = 'TOLLGATE-DNS';
+
+export interface NetfilterOptions {
+  /** Queue for new outbound connections. */
+  queue: number;
+  /** Queue for DNS answers coming in (snooped and accepted at once). */
+  dnsQueue: number;
+  /** open: traffic flows when no agent listens; closed: it stops. */
+  failMode: 'open' | 'closed';
+  /** Also judge connections to loopback (tests, local services). */
+  includeLoopback: boolean;
+  /** Packet mark that sends a packet repeated by the agent to REJECT. */
+  rejectMark: number;
+}
+
+const TOOLS = ['iptables-nft', 'ip6tables-nft'] as const;
+
+function run(tool: string, args: string[]): void {
+  try {
+    execFileSync(tool, ['-w', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const err = e as { code?: string; stderr?: Buffer };
+    if (err.code === 'ENOENT') throw new Error(`${tool} not found: install the iptables package (Debian: apt-get install iptables)`);
+    throw new Error(`${tool} ${args.join(' ')}: ${err.stderr?.toString().trim() || String(e)}`);
+  }
+}
+
+function tryRun(tool: string, args: string[]): boolean {
+  try {
+    execFileSync(tool, ['-w', ...args], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The rules for one address family, as iptables argument lists. */
+export function ruleSpecs(o: NetfilterOptions, v6: boolean): { out: string[][]; dns: string[][] } {
+  const mark = `0x${o.rejectMark.toString(16)}`;
+  const bypass = o.failMode === 'open' ? ['--queue-bypass'] : [];
+  const unreachable = v6 ? 'icmp6-port-unreachable' : 'icmp-port-unreachable';
+  const out: string[][] = [
+    // Packets the agent answered NF_REPEAT + mark come back here and are refused, so the program fails fast.
+    ['-p', 'tcp', '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'REJECT', '--reject-with', 'tcp-reset'],
+    ['-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'REJECT', '--reject-with', unreachable],
+  ];
+  if (!o.includeLoopback) out.push(['-o', 'lo', '-j', 'RETURN']);
+  out.push(
+    ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
+    ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
+  );
+  // DNS answers are always bypassed: a dead agent must not take name resolution down with it.
+  const dns = [['-p', 'udp', '--sport', '53', '-j', 'NFQUEUE', '--queue-num', String(o.dnsQueue), '--queue-bypass']];
+  return { out, dns };
+}
+
+/** Removes every Tollgate chain and jump, whoever installed them. Safe when there are none. */
+export function removeRules(): void {
+  for (const tool of TOOLS) {
+    while (tryRun(tool, ['-D', 'OUTPUT', '-j', OUT_CHAIN]));
+    while (tryRun(tool, ['-D', 'INPUT', '-j', DNS_CHAIN]));
+    for (const chain of [OUT_CHAIN, DNS_CHAIN]) {
+      tryRun(tool, ['-F', chain]);
+      tryRun(tool, ['-X', chain]);
+    }
+  }
+}
+
+/** Installs the rules (after removing leftovers of a crashed run). On failure, nothing stays installed. */
+export function installRules(o: NetfilterOptions): void {
+  removeRules();
+  try {
+    for (const tool of TOOLS) {
+      const { out, dns } = ruleSpecs(o, tool === 'ip6tables-nft');
+      run(tool, ['-N', OUT_CHAIN]);
+      run(tool, ['-N', DNS_CHAIN]);
+      for (const r of out) run(tool, ['-A', OUT_CHAIN, ...r]);
+      for (const r of dns) run(tool, ['-A', DNS_CHAIN, ...r]);
+      run(tool, ['-I', 'INPUT', '1', '-j', DNS_CHAIN]);
+      run(tool, ['-I', 'OUTPUT', '1', '-j', OUT_CHAIN]);
+    }
+  } catch (e) {
+    removeRules();
+    throw e;
+  }
+}
+
+/** True if any Tollgate rule is installed (iptables-nft-save shows it). */
+export function rulesInstalled(): boolean {
+  return ['iptables-nft-save', 'ip6tables-nft-save'].some((t) => {
+    try {
+      return execFileSync(t, { encoding: 'utf8' }).includes('TOLLGATE-');
+    } catch {
+      return false;
+    }
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * Raw netlink sockets from Node through koffi (FFI to libc): Node has no AF_NETLINK socket, and a C
+ * addon around libnetfilter_queue blocked the event loop (50-60 ms at p99) where this does not.
+ * The protocols themselves (nfnetlink_queue, sock_diag) are encoded by hand in TypeScript: there
+ * is no maintained JS codec for them, and they are the agent's hot path.
+ *
+ * Netlink headers are host byte order; this file assumes a little-endian host (x86-64, arm64).
+ */
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+const c = {
+  socket: libc.func('int socket(int, int, int)'),
+  bind: libc.func('int bind(int, void *, uint32_t)'),
+  send: libc.func('intptr_t send(int, void *, size_t, int)'),
+  recv: libc.func('intptr_t recv(int, void *, size_t, int)'),
+  setsockopt: libc.func('int setsockopt(int, int, int, void *, uint32_t)'),
+  close: libc.func('int close(int)'),
+  strerror: libc.func('const char *strerror(int)'),
+};
+
+export const AF_NETLINK = 16;
+export const NETLINK_SOCK_DIAG = 4;
+export const NETLINK_NETFILTER = 12;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;
+const SO_RCVTIMEO = 20;
+const SO_RCVBUFFORCE = 33;
+const SOL_NETLINK = 270;
+const NETLINK_NO_ENOBUFS = 5;
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
+const EINTR = 4;
+const ENOBUFS = 105;
+
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLM_F_REQUEST = 1;
+export const NLM_F_ACK = 4;
+export const NLA_F_NESTED = 0x8000;
+
+export class NetlinkError extends Error {
+  constructor(what: string, readonly errno: number) {
+    super(`${what}: ${c.strerror(errno) as string} (errno ${errno})`);
+  }
+}
+
+function check(what: string, r: number): number {
+  if (r < 0) throw new NetlinkError(what, koffi.errno());
+  return r;
+}
+
+export const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Writes a netlink message header at `off`; returns the offset of the payload. */
+export function writeHeader(b: Buffer, off: number, len: number, type: number, flags: number, seq: number): number {
+  b.writeUInt32LE(len, off);
+  b.writeUInt16LE(type, off + 4);
+  b.writeUInt16LE(flags, off + 6);
+  b.writeUInt32LE(seq, off + 8);
+  b.writeUInt32LE(0, off + 12);
+  return off + 16;
+}
+
+/** Appends one attribute (type, payload) at `off`; returns the offset after its padding. */
+export function writeAttr(b: Buffer, off: number, type: number, payload: Buffer): number {
+  b.writeUInt16LE(4 + payload.length, off);
+  b.writeUInt16LE(type, off + 2);
+  payload.copy(b, off + 4);
+  const end = align4(off + 4 + payload.length);
+  b.fill(0, off + 4 + payload.length, end);
+  return end;
+}
+
+/** Calls `fn(type, start, end)` for each attribute in b[off, end). */
+export function eachAttr(b: Buffer, off: number, end: number, fn: (type: number, start: number, end: number) => void): void {
+  while (off + 4 <= end) {
+    const len = b.readUInt16LE(off);
+    if (len < 4 || off + len > end) return;
+    fn(b.readUInt16LE(off + 2) & 0x3fff, off + 4, off + len);
+    off += align4(len);
+  }
+}
+
+export class NetlinkSocket {
+  readonly fd: number;
+  private closed = false;
+  /** Buffers handed to an async recv stay referenced here until it returns (koffi does not keep them). */
+  private inflight: Buffer | null = null;
+
+  constructor(protocol: number, opts: { rcvbuf?: number; recvTimeoutMs?: number } = {}) {
+    this.fd = check('socket(AF_NETLINK)', c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number);
+    const addr = Buffer.alloc(12);
+    addr.writeUInt16LE(AF_NETLINK, 0);
+    check('bind(AF_NETLINK)', c.bind(this.fd, addr, 12) as number);
+    if (opts.rcvbuf) {
+      const v = Buffer.alloc(4);
+      v.writeInt32LE(opts.rcvbuf);
+      // FORCE needs CAP_NET_ADMIN (the agent has it); fall back to the capped variant.
+      if ((c.setsockopt(this.fd, SOL_SOCKET, SO_RCVBUFFORCE, v, 4) as number) < 0) c.setsockopt(this.fd, SOL_SOCKET, SO_RCVBUF, v, 4);
+      const one = Buffer.alloc(4);
+      one.writeInt32LE(1);
+      c.setsockopt(this.fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, one, 4);
+    }
+    if (opts.recvTimeoutMs) {
+      // So a parked blocking recv returns regularly and close() never hangs a libuv thread.
+      const tv = Buffer.alloc(16);
+      tv.writeBigInt64LE(BigInt(Math.floor(opts.recvTimeoutMs / 1000)), 0);
+      tv.writeBigInt64LE(BigInt((opts.recvTimeoutMs % 1000) * 1000), 8);
+      check('setsockopt(SO_RCVTIMEO)', c.setsockopt(this.fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) as number);
+    }
+  }
+
+  send(b: Buffer, len = b.length): void {
+    check('netlink send', c.send(this.fd, b, len, 0) as number);
+  }
+
+  /** Non-blocking receive: the byte count, or 0 when nothing is waiting. */
+  recvNow(b: Buffer): number {
+    for (;;) {
+      const n = c.recv(this.fd, b, b.length, MSG_DONTWAIT) as number;
+      if (n >= 0) return n;
+      const e = koffi.errno();
+      if (e === EAGAIN) return 0;
+      if (e === EINTR) continue;
+      if (e === ENOBUFS) return 0; // the kernel dropped messages for us; fail-open covers them
+      throw new NetlinkError('netlink recv', e);
+    }
+  }
+
+  /** Blocking receive on a libuv thread; resolves to the byte count (<= 0 on timeout or error). */
+  recvAsync(b: Buffer): Promise<number> {
+    this.inflight = b;
+    return new Promise((resolve) => {
+      c.recv.async(this.fd, b, b.length, 0, (err: unknown, n: number) => {
+        this.inflight = null;
+        resolve(err ? -1 : n);
+      });
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    c.close(this.fd);
+  }
+}
+
+/** Throws if an NLMSG_ERROR at `off` carries a non-zero error (an ACK carries 0). */
+export function checkAck(b: Buffer, off: number, what: string): void {
+  const err = -b.readInt32LE(off + 16);
+  if (err !== 0) throw new NetlinkError(what, err);
+}
