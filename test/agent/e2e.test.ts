@@ -1,0 +1,194 @@
+/**
+ * The agent against the real kernel: a client namespace running the agent and programs under test,
+ * a server namespace with HTTP, UDP echo and DNS, joined by veth. Every rule kind is checked by a
+ * connection that must succeed or fail fast, and the audit store by one row per connection.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AuditStore, type DecisionRow } from '../../src/store/audit.js';
+import { TestNet, missingCapability, sh } from './netns.js';
+
+const skip = missingCapability();
+if (skip) console.log(`SKIP agent end-to-end tests: ${skip}`);
+
+const MAIN = join(import.meta.dirname, '../../src/cli/main.js');
+const CLIENT = join(import.meta.dirname, 'client.js');
+const SERVERS = join(import.meta.dirname, 'servers.js');
+const NODE = realpathSync(process.execPath);
+const CURL = realpathSync('/usr/bin/curl');
+
+describe('agent end to end (network namespaces)', { skip: skip ?? false }, () => {
+  const net = new TestNet('e2e');
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-e2e-'));
+  const bin = join(dir, 'bin');
+  const catalog = join(dir, 'catalog.json');
+  const db = join(dir, 'audit.db');
+  let agent: ChildProcess | undefined;
+  let agentLog = '';
+
+  const rules = (extra: object[] = []): string => JSON.stringify({
+    format: 'tollgate-catalog', version: 1, mode: 'passive-allow',
+    rules: [
+      { id: 'curl-no-8080', action: 'block', application: CURL, endpoint: 'any', port: 8080 },
+      { id: 'copied-no-9100', action: 'block', application: `${bin}/`, port: 9100 },
+      { id: 'blocked-host', action: 'block', application: 'any', endpoint: 'bad.blocked.test' },
+      { id: 'wild', action: 'block', application: 'any', endpoint: '*.wild.test', port: 80 },
+      { id: 'cidr', action: 'block', application: 'any', endpoint: '10.77.0.128/25' },
+      { id: 'port-9200', action: 'block', application: 'any', port: 9200 },
+      { id: 'udp-9998', action: 'block', application: 'any', port: 9998, protocol: 'udp' },
+      ...extra,
+    ],
+  });
+
+  async function startAgent(failMode: 'open' | 'closed' = 'open'): Promise<void> {
+    agentLog = '';
+    const p = await net.start(net.client, [NODE, MAIN, 'agent', '--catalog', catalog, '--db', db, '--fail-mode', failMode], /tollgate agent: \d+ rules/, 'stderr');
+    p.stderr!.on('data', (d: Buffer) => { agentLog += d.toString(); });
+    agent = p;
+  }
+
+  async function stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const p = agent!;
+    agent = undefined;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill(signal);
+    return exited;
+  }
+
+  const curl = (url: string, exe = CURL) => net.run([exe, '-s', '-g', '-o', '/dev/null', '--connect-timeout', '3', '-w', '%{http_code}', url]);
+  const node = (proto: 'tcp' | 'udp', host: string, port: number) => {
+    const r = net.run([NODE, CLIENT, proto, host, String(port)]);
+    return JSON.parse(r.out) as { ok: boolean; error?: string; ms: number };
+  };
+  const installed = (): string => sh('ip', ['netns', 'exec', net.client, 'iptables-nft-save']) + sh('ip', ['netns', 'exec', net.client, 'ip6tables-nft-save']);
+
+  before(async () => {
+    mkdirSync(bin);
+    copyFileSync(CURL, join(bin, 'curl'));
+    sh('chmod', ['+x', join(bin, 'curl')]);
+    writeFileSync(catalog, rules());
+    net.up();
+    await net.start(net.server, [NODE, SERVERS], 'ready');
+    await startAgent();
+  });
+
+  after(async () => {
+    if (agent) await stopAgent('SIGKILL');
+    net.down();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const allowed = (r: { code: number; out: string }) => assert.equal(r.out, '200', `expected the connection to succeed (curl exit ${r.code})`);
+  const refused = (r: { code: number; ms: number }) => {
+    assert.equal(r.code, 7, 'curl exit 7: connection refused');
+    assert.ok(r.ms < 1500, `blocked connections fail fast, took ${Math.round(r.ms)} ms`);
+  };
+
+  test('rule by full path blocks curl, not node, over IPv4 and IPv6', () => {
+    refused(curl('http://10.77.0.2:8080/'));
+    refused(curl('http://[fd77::2]:8080/'));
+    assert.equal(node('tcp', '10.77.0.2', 8080).ok, true);
+    assert.equal(node('tcp', 'fd77::2', 8080).ok, true);
+    allowed(curl('http://10.77.0.2/'));
+  });
+
+  test('rule by path prefix blocks a program under it only', () => {
+    refused(curl('http://10.77.0.2:9100/', join(bin, 'curl')));
+    allowed(curl('http://10.77.0.2:9100/'));
+  });
+
+  test('host rule applies through the DNS answer the program got; the same IP without the name is allowed', () => {
+    allowed(curl('http://10.77.0.3/'));
+    refused(curl('http://bad.blocked.test/'));
+    allowed(curl('http://a.allowed.test/'));
+  });
+
+  test('wildcard rule applies to a name reached through a CNAME', () => {
+    refused(curl('http://x.cdn.wild.test/'));
+  });
+
+  test('CIDR and port rules apply to every program', () => {
+    refused(curl('http://10.77.0.200/'));
+    const r = node('tcp', '10.77.0.2', 9200);
+    assert.deepEqual([r.ok, r.error], [false, 'ECONNREFUSED']);
+  });
+
+  test('UDP: allowed datagrams get their echo, blocked ones fail', () => {
+    assert.equal(node('udp', '10.77.0.2', 9999).ok, true);
+    assert.equal(node('udp', 'fd77::2', 9999).ok, true);
+    assert.equal(node('udp', '10.77.0.2', 9998).ok, false);
+  });
+
+  test('loopback is not judged unless asked', () => {
+    const r = net.run([NODE, '-e', "require('net').createServer().listen(7000,'127.0.0.1',function(){require('net').connect(7000,'127.0.0.1',()=>process.exit(0))})"]);
+    assert.equal(r.code, 0);
+  });
+
+  test('SIGHUP reloads the catalog; a broken catalog keeps the running rules', async () => {
+    writeFileSync(catalog, '{ broken');
+    agent!.kill('SIGHUP');
+    await waitFor(() => /reload failed/.test(agentLog), 'the reload failure to be reported');
+    refused(curl('http://10.77.0.2:8080/'));
+    writeFileSync(catalog, rules([{ id: 'curl-8080-ok', action: 'allow', application: CURL, endpoint: '10.77.0.2', port: 8080 }]));
+    agent!.kill('SIGHUP');
+    await waitFor(() => /reloaded \(SIGHUP\): 8 rules/.test(agentLog), 'the reload');
+    allowed(curl('http://10.77.0.2:8080/'));
+  });
+
+  test('clean exit removes every rule, and the audit store holds one row per connection', async () => {
+    assert.match(installed(), /TOLLGATE-OUT/);
+    assert.equal(await stopAgent(), 0);
+    assert.doesNotMatch(installed(), /TOLLGATE/);
+    const store = new AuditStore(db);
+    const rows = store.query({ limit: 10_000 });
+    store.close();
+    const one = (what: string, match: (r: DecisionRow) => boolean, expect: Partial<DecisionRow>, times = 1) => {
+      const found = rows.filter(match);
+      assert.equal(found.length, times, `${times} audit row(s) for ${what}, found ${found.length}`);
+      for (const [k, v] of Object.entries(expect)) assert.deepEqual(found[0]![k as keyof DecisionRow], v, `${what}: ${k}`);
+    };
+    // Twice: in the first test and while the broken catalog was refused.
+    one('curl -> 10.77.0.2:8080 (blocked)', (r) => r.path === CURL && r.remoteIp === '10.77.0.2' && r.port === 8080 && r.action === 'block', { ruleId: 'curl-no-8080', level: 'path', protocol: 'tcp', uid: 0 }, 2);
+    one('curl -> [fd77::2]:8080', (r) => r.path === CURL && r.remoteIp === 'fd77::2' && r.port === 8080, { action: 'block', ruleId: 'curl-no-8080' });
+    one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
+    one('curl -> bad.blocked.test', (r) => r.remoteIp === '10.77.0.3' && r.action === 'block', { hostnames: ['bad.blocked.test'], ruleId: 'blocked-host', level: 'any' });
+    one('curl -> x.cdn.wild.test', (r) => r.remoteIp === '10.77.0.4' && r.port === 80, { action: 'block', ruleId: 'wild' });
+    one('node -> 9200', (r) => r.path === NODE && r.port === 9200, { action: 'block', ruleId: 'port-9200', cmdline: [NODE, CLIENT, 'tcp', '10.77.0.2', '9200'], script: CLIENT });
+    one('node udp -> 9998', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE });
+    one('node udp -> [fd77::2]:9999', (r) => r.port === 9999 && r.remoteIp === 'fd77::2', { action: 'allow', level: 'default', path: NODE });
+    one('curl -> 10.77.0.2:8080 after the reload', (r) => r.port === 8080 && r.action === 'allow' && r.path === CURL, { ruleId: 'curl-8080-ok' });
+    assert.equal(rows.filter((r) => r.remoteIp.startsWith('127.')).length, 0, 'no loopback rows');
+    assert.ok(rows.some((r) => r.port === 53 && r.protocol === 'udp' && r.remoteIp === '10.77.0.2'), 'DNS queries are connections too');
+  });
+
+  test('fail-open: with the agent killed, connections still flow; the next start removes the leftovers', async () => {
+    await startAgent('open');
+    await stopAgent('SIGKILL');
+    assert.match(installed(), /TOLLGATE-OUT/, 'a killed agent cannot remove its rules');
+    allowed(curl('http://10.77.0.2:8080/'));
+    await startAgent('open');
+    assert.equal(installed().match(/-A OUTPUT -j TOLLGATE-OUT/g)?.length, 2, 'one jump per family, not two');
+    assert.equal(await stopAgent(), 0);
+    assert.doesNotMatch(installed(), /TOLLGATE/);
+  });
+
+  test('fail-closed: with the agent killed, new connections fail', async () => {
+    await startAgent('closed');
+    await stopAgent('SIGKILL');
+    const r = node('tcp', '10.77.0.2', 80);
+    assert.equal(r.ok, false, 'the connection must not get through');
+    await startAgent('closed');
+    assert.equal(node('tcp', '10.77.0.2', 80).ok, true);
+    assert.equal(await stopAgent(), 0);
+    assert.doesNotMatch(installed(), /TOLLGATE/);
+  });
+});
+
+async function waitFor(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+}
