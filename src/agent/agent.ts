@@ -4,6 +4,7 @@
  * fails on the way (then the fail mode answers and the error is reported).
  */
 import { watch, type FSWatcher } from 'node:fs';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { readCatalog } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
@@ -12,7 +13,8 @@ import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, type QueuedPacket } from '../li
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
 import { ProcessResolver, type ProcessInfo } from '../linux/procs.js';
 import { SockDiag } from '../linux/sockdiag.js';
-import { AuditStore, type DecisionRow } from '../store/audit.js';
+import type { DecisionRow } from '../store/audit.js';
+import { AuditWriter } from '../store/writer.js';
 
 export interface AgentOptions {
   catalog: string;
@@ -52,13 +54,16 @@ export class Agent {
   private diag?: SockDiag;
   private readonly procs = new ProcessResolver();
   private readonly dns = new DnsNames();
-  private store?: AuditStore;
+  private store?: AuditWriter;
+  private storeFailureReported = false;
   /** 5-tuple -> verdict, for packets of a flow already judged. */
   private readonly verdicts = new Map<string, { allow: boolean; until: number }>();
   /** 5-tuple -> packet ids waiting for the first packet's verdict. */
   private readonly pending = new Map<string, number[]>();
   private watcher?: FSWatcher;
   private sweeper?: NodeJS.Timeout;
+  /** Event-loop delay: a stall here delays every verdict. */
+  readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
   readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0 };
 
   constructor(readonly opts: AgentOptions) {}
@@ -72,7 +77,7 @@ export class Agent {
   /** Loads the catalog, opens the store and queues, then installs the netfilter rules. */
   async start(): Promise<void> {
     await this.loadPolicy();
-    this.store = new AuditStore(this.opts.db);
+    this.store = await AuditWriter.open(this.opts.db);
     try {
       const failOpen = this.opts.failMode === 'open';
       this.queue = new NfQueue(this.opts.queue, { copyRange: 128, failOpen });
@@ -90,6 +95,7 @@ export class Agent {
     }
     this.watcher = watch(this.opts.catalog, () => void this.reload('catalog file changed'));
     this.sweeper = setInterval(() => this.sweep(), 5000);
+    this.loopDelay.enable();
     const s = this.policy.stats();
     this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog}, mode ${this.mode}, fail ${this.opts.failMode}, queue ${this.opts.queue}, audit ${this.opts.db}`);
   }
@@ -111,10 +117,11 @@ export class Agent {
   async stop(): Promise<void> {
     this.watcher?.close();
     clearInterval(this.sweeper);
+    this.loopDelay.disable();
     removeRules();
     await Promise.all([this.queue?.close(), this.dnsQueue?.close()]);
     this.diag?.close();
-    this.store?.close();
+    await this.store?.close();
   }
 
   get auditCounts(): { received: number; written: number } {
@@ -123,6 +130,10 @@ export class Agent {
 
   private sweep(): void {
     const now = Date.now();
+    if (this.store?.error && !this.storeFailureReported) {
+      this.storeFailureReported = true;
+      this.opts.log(`tollgate agent: AUDIT STORE FAILED, decisions are no longer recorded: ${this.store.error.message}`);
+    }
     for (const [k, v] of this.verdicts) if (v.until < now) this.verdicts.delete(k);
     this.dns.sweep(now);
   }
@@ -167,7 +178,11 @@ export class Agent {
       this.stats.unparsed++;
       return this.queue!.verdict(p.id, NF_ACCEPT);
     }
-    const key = tupleKey(t);
+    // The cache is keyed by 5-tuple *and* socket: a SYN retransmit or the next datagram of the same
+    // socket reuses the verdict, but a new socket that reuses the tuple (ports are reused at once
+    // after a reset) is a new connection, maybe of another program, and is judged afresh.
+    const owner = this.diag!.lookup(t);
+    const key = `${tupleKey(t)} ${owner?.inode ?? 0}`;
     const cached = this.verdicts.get(key);
     if (cached && cached.until > Date.now()) {
       this.stats.cached++;
@@ -177,7 +192,6 @@ export class Agent {
     if (waiting) return void waiting.push(p.id);
     this.pending.set(key, [p.id]);
 
-    const owner = this.diag!.lookup(t);
     if (!owner) return this.judge(key, t, null, p.uid);
     const known = this.procs.known(owner.inode);
     if (known) return this.judge(key, t, known, owner.uid);

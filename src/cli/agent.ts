@@ -54,7 +54,9 @@ export function agentCommands(program: Command): void {
       });
       await agent.stop();
       const { received, written } = agent.auditCounts;
-      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written`);
+      const d = agent.loopDelay;
+      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written, ${agent.stats.errors} errors; event loop delay p99 ${(d.percentile(99) / 1e6).toFixed(1)} ms, max ${(d.max / 1e6).toFixed(1)} ms`);
+      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, auditWritten: written, loopP99Ms: d.percentile(99) / 1e6, loopMaxMs: d.max / 1e6 })}`);
     });
 
   program

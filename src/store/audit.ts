@@ -72,7 +72,7 @@ export class AuditStore {
     this.queue.push(row);
     this.received++;
     if (this.queue.length >= 5000) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.flushMs);
+    else if (this.flushMs !== Infinity) this.timer ??= setTimeout(() => this.flush(), this.flushMs);
   }
 
   /** Writes every queued row in one transaction. */
