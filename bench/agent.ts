@@ -26,7 +26,7 @@ const SINK = "require('net').createServer({noDelay:true},(s)=>s.destroy()).liste
 
 export interface LoadResult { connections: number; errors: number; errorKinds: Record<string, number>; perSec: number; p50us: number; p99us: number }
 
-export function load(net: TestNet): LoadResult {
+function load(net: TestNet): LoadResult {
   const r = net.run([process.execPath, LOAD, '10.77.0.2', '9000', SECONDS, CONC]);
   if (r.code !== 0) throw new Error(`load generator failed (${r.code}): ${r.out}`);
   return JSON.parse(r.out) as LoadResult;
@@ -71,14 +71,14 @@ async function main(): Promise<void> {
     if (process.env.BENCH_DEBUG) console.log(log);
     const stats = JSON.parse(/stats (\{.*\})/.exec(log)?.[1] ?? '{}') as { decisions?: number; auditWritten?: number; errors?: number; loopP99Ms?: number; loopMaxMs?: number };
     console.log(`  tollgate agent  ${fmt(withAgent)}`);
-    console.log(`                  added latency p50 ${withAgent.p50us - base.p50us} us, p99 ${withAgent.p99us - base.p99us} us; agent CPU ${(cpu * 100).toFixed(0)}%, peak RSS ${rss.toFixed(0)} MB`);
+    console.log(`                  added latency p50 ${withAgent.p50us - base.p50us} us, p99 ${withAgent.p99us - base.p99us} us; agent CPU ${(cpu * 100).toFixed(0)}% = ${((cpu * 1e6) / withAgent.perSec).toFixed(0)} us per connection (kernel re-injection included), peak RSS ${rss.toFixed(0)} MB`);
     console.log(`                  verdicts ${stats.decisions}, audit rows ${stats.auditWritten} (${stats.decisions === stats.auditWritten && stats.decisions === withAgent.connections + withAgent.errors ? 'every connection recorded' : 'MISMATCH with connections made'}), errors ${stats.errors}`);
     console.log(`                  event loop delay p99 ${stats.loopP99Ms?.toFixed(1)} ms, longest stall ${stats.loopMaxMs?.toFixed(1)} ms`);
 
-    const osn = await runOpenSnitch(net, () => load(net));
+    const osn = await runOpenSnitch(SINK, load);
     if (typeof osn === 'string') console.log(`  opensnitchd     not measured: ${osn}`);
     else {
-      console.log(`  opensnitchd     ${fmt(osn.load)}; CPU ${(osn.cpu * 100).toFixed(0)}%, peak RSS ${osn.rssMB.toFixed(0)} MB (${osn.version})`);
+      console.log(`  opensnitchd     ${fmt(osn.load)}; CPU ${(osn.cpu * 100).toFixed(0)}% = ${((osn.cpu * 1e6) / osn.load.perSec).toFixed(0)} us per connection, peak RSS ${osn.rssMB.toFixed(0)} MB (${osn.version})`);
       console.log(`  ratio           tollgate/opensnitch throughput ${(withAgent.perSec / Math.max(1, osn.load.perSec)).toFixed(2)}x`);
     }
   } finally {
