@@ -12,7 +12,7 @@ import { installRules, removeRules } from '../linux/netfilter.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, type QueuedPacket } from '../linux/nfqueue.js';
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
 import { ProcessResolver, type ProcessInfo } from '../linux/procs.js';
-import { SockDiag } from '../linux/sockdiag.js';
+import { SockDiag, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
 import { AuditWriter } from '../store/writer.js';
 
@@ -32,7 +32,15 @@ export interface AgentOptions {
   log: (line: string) => void;
   /** Print every decision. */
   verbose: boolean;
+  /** Observe connections (sock_diag polling) and record would-be verdicts; no queue, no rules. */
+  monitor?: boolean;
 }
+
+/** The addresses and ports of a connection, from a packet or a socket dump. */
+type Conn = Pick<Tuple, 'protocol' | 'src' | 'sport' | 'dst' | 'dport'>;
+
+const MONITOR_POLL_MS = 100;
+const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
 /** The identity of a connection whose process could not be found; rules can name it. */
 export const UNKNOWN_PROCESS = 'unknown-process';
@@ -62,6 +70,9 @@ export class Agent {
   private readonly pending = new Map<string, number[]>();
   private watcher?: FSWatcher;
   private sweeper?: NodeJS.Timeout;
+  private poller?: NodeJS.Timeout;
+  /** Monitor mode: inodes of the connections already recorded. */
+  private observed = new Set<number>();
   /** Event-loop delay: a stall here delays every verdict. */
   readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
   readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0 };
@@ -78,7 +89,11 @@ export class Agent {
   async start(): Promise<void> {
     await this.loadPolicy();
     this.store = await AuditWriter.open(this.opts.db);
-    try {
+    if (this.opts.monitor) {
+      this.diag = new SockDiag();
+      this.poller = setInterval(() => this.poll(), MONITOR_POLL_MS);
+      this.poll();
+    } else try {
       const failOpen = this.opts.failMode === 'open';
       this.queue = new NfQueue(this.opts.queue, { copyRange: 128, failOpen });
       this.dnsQueue = new NfQueue(this.opts.queue + 1, { copyRange: 0xffff, failOpen: true });
@@ -97,7 +112,8 @@ export class Agent {
     this.sweeper = setInterval(() => this.sweep(), 5000);
     this.loopDelay.enable();
     const s = this.policy.stats();
-    this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog}, mode ${this.mode}, fail ${this.opts.failMode}, queue ${this.opts.queue}, audit ${this.opts.db}`);
+    const how = this.opts.monitor ? 'MONITOR ONLY (nothing is blocked)' : `fail ${this.opts.failMode}, queue ${this.opts.queue}`;
+    this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog}, mode ${this.mode}, ${how}, audit ${this.opts.db}`);
   }
 
   /** Swaps in the catalog as it is now; a bad catalog leaves the running policy in place. */
@@ -117,8 +133,9 @@ export class Agent {
   async stop(): Promise<void> {
     this.watcher?.close();
     clearInterval(this.sweeper);
+    clearInterval(this.poller);
     this.loopDelay.disable();
-    removeRules();
+    if (!this.opts.monitor) removeRules();
     await Promise.all([this.queue?.close(), this.dnsQueue?.close()]);
     this.diag?.close();
     await this.store?.close();
@@ -201,12 +218,44 @@ export class Agent {
     );
   }
 
+  /**
+   * Monitor mode: lists outbound TCP (connecting or connected) and connected UDP sockets, and
+   * judges each one not seen before. Inbound TCP is told apart by its local port being listened on.
+   * A connection shorter than the poll interval can be missed: that is the price of no root.
+   */
+  private poll(): void {
+    const diag = this.diag!;
+    const seen = new Set<number>();
+    for (const family of [4, 6] as const) {
+      const listening = new Set(diag.dump(family, 'tcp', 1 << TCP_LISTEN).map((s) => s.sport));
+      const socks = [
+        ...diag.dump(family, 'tcp', (1 << TCP_SYN_SENT) | (1 << TCP_ESTABLISHED)).filter((s) => !listening.has(s.sport)),
+        ...diag.dump(family, 'udp', 1 << UDP_CONNECTED),
+      ];
+      for (const s of socks) {
+        if (!s.inode) continue;
+        seen.add(s.inode);
+        if (this.observed.has(s.inode) || (!this.opts.includeLoopback && isLoopback(s.dst))) continue;
+        this.observed.add(s.inode);
+        const key = `monitor ${s.inode}`;
+        this.pending.set(key, []);
+        this.procs.resolve(s.inode, s.uid).then((info) => this.judge(key, s, info, s.uid), (e: unknown) => this.failPending(key, e));
+      }
+    }
+    for (const i of this.observed) if (!seen.has(i)) this.observed.delete(i);
+  }
+
   private failPending(key: string, e: unknown): void {
-    for (const id of this.pending.get(key) ?? []) this.fail(id, e);
+    const ids = this.pending.get(key) ?? [];
+    if (!ids.length) {
+      this.stats.errors++;
+      this.opts.log(`tollgate agent: error judging a connection: ${(e as Error).stack ?? String(e)}`);
+    }
+    for (const id of ids) this.fail(id, e);
     this.pending.delete(key);
   }
 
-  private judge(key: string, t: Tuple, proc: ProcessInfo | null, uid: number | undefined): void {
+  private judge(key: string, t: Conn, proc: ProcessInfo | null, uid: number | undefined): void {
     try {
       const app: AppIdentity = proc
         ? { path: proc.path, cmdline: proc.cmdline, pid: proc.pid, uid: proc.uid }
@@ -229,17 +278,18 @@ export class Agent {
     }
   }
 
-  private apply(key: string, t: Tuple, flow: Flow, v: Verdict, exited: boolean): void {
+  private apply(key: string, t: Conn, flow: Flow, v: Verdict, exited: boolean): void {
     const allow = v.action === 'allow';
     const ids = this.pending.get(key) ?? [];
     this.pending.delete(key);
-    this.verdicts.set(key, { allow, until: Date.now() + this.opts.verdictCacheS * 1000 });
+    if (!this.opts.monitor) this.verdicts.set(key, { allow, until: Date.now() + this.opts.verdictCacheS * 1000 });
     for (const id of ids) this.answer(id, allow);
+    const observed = this.opts.monitor ? ' (monitor: not enforced)' : '';
     this.stats.decisions++;
     const row: DecisionRow = {
       time: Date.now(), path: flow.app.path, remoteIp: t.dst, hostnames: flow.remote.hostnames,
       localIp: t.src, localPort: t.sport, port: t.dport, protocol: t.protocol,
-      action: allow ? 'allow' : 'block', level: v.level, reason: v.reason, enforced: true,
+      action: allow ? 'allow' : 'block', level: v.level, reason: v.reason, enforced: !this.opts.monitor,
     };
     const a = flow.app;
     if (a.pid !== undefined) row.pid = a.pid;
@@ -251,7 +301,7 @@ export class Agent {
     if (v.rule) row.ruleId = v.rule.id;
     this.store!.add(row);
     if (this.opts.verbose) {
-      this.opts.log(`${row.action} ${t.protocol} ${a.path}${a.pid ? `[${a.pid}]` : ''} -> ${flow.remote.hostnames[0] ?? t.dst}:${t.dport} (${v.reason})`);
+      this.opts.log(`${row.action} ${t.protocol} ${a.path}${a.pid ? `[${a.pid}]` : ''} -> ${flow.remote.hostnames[0] ?? t.dst}:${t.dport} (${v.reason})${observed}`);
     }
   }
 }

@@ -1,13 +1,16 @@
 /** `tollgate agent` (the Linux daemon) and `tollgate log` (its audit store). */
 import { existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
 import { MODES, type Action, type Mode } from '../policy/index.js';
 import { AuditStore, type LogQuery } from '../store/audit.js';
 import { UsageError, int, mode, oneOf, when } from './usage.js';
 
-const DEFAULT_DB = '/var/lib/tollgate/audit.db';
+const isRoot = process.getuid?.() === 0;
+/** Root's store is the system's; a user's (monitor mode) lives in their home. */
+const DEFAULT_DB = isRoot ? '/var/lib/tollgate/audit.db' : join(homedir(), '.local/state/tollgate/audit.db');
 
 interface AgentFlags {
   catalog: string;
@@ -19,6 +22,7 @@ interface AgentFlags {
   askTimeout: number;
   askDefault: Action;
   verbose?: boolean;
+  monitor?: boolean;
 }
 
 export function agentCommands(program: Command): void {
@@ -33,14 +37,18 @@ export function agentCommands(program: Command): void {
     .option('--include-loopback', 'also judge connections to loopback addresses')
     .option('--ask-timeout <ms>', 'ask mode: how long a connection waits for an answer', int(1, 3_600_000), 30_000)
     .option('--ask-default <allow|block>', 'ask mode: the action when nobody answers', oneOf('allow', 'block'), 'block')
+    .option('--monitor', 'observe connections and record what the verdict would be; block nothing (the default without root)')
     .option('--verbose', 'print every decision')
     .action(async (o: AgentFlags) => {
-      if (process.getuid?.() !== 0) throw new UsageError('the agent needs root (CAP_NET_ADMIN) to install netfilter rules and read the queue: run it with sudo');
+      if (!isRoot && !o.monitor) {
+        console.error('tollgate agent: not root, so nothing can be blocked: running in monitor mode (observe and record only). Run with sudo to enforce.');
+        o.monitor = true;
+      }
       mkdirSync(dirname(o.db), { recursive: true });
       const agent = new Agent({
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
-        log: (l) => console.error(l), verbose: !!o.verbose, ...(o.mode ? { mode: o.mode } : {}),
+        log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
       });
       await agent.start();
       process.on('SIGHUP', () => void agent.reload('SIGHUP'));

@@ -26,6 +26,8 @@ const EXT = new Set([0, 43, 60]);
 
 export function formatIp(b: Buffer): string {
   if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  // IPv4-mapped (a dual-stack socket talking IPv4): show the IPv4 address, as the policy sees it.
+  if (b.readUInt32BE(0) === 0 && b.readUInt32BE(4) === 0 && b.readUInt32BE(8) === 0xffff) return formatIp(b.subarray(12));
   return ipaddr.fromByteArray([...b]).toString();
 }
 

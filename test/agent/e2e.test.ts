@@ -44,9 +44,9 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     ],
   });
 
-  async function startAgent(failMode: 'open' | 'closed' = 'open'): Promise<void> {
+  async function startAgent(failMode: 'open' | 'closed' = 'open', extra: string[] = []): Promise<void> {
     agentLog = '';
-    const p = await net.start(net.client, [NODE, MAIN, 'agent', '--catalog', catalog, '--db', db, '--fail-mode', failMode], /tollgate agent: \d+ rules/, 'stderr');
+    const p = await net.start(net.client, [NODE, MAIN, 'agent', '--catalog', catalog, '--db', db, '--fail-mode', failMode, ...extra], /tollgate agent: \d+ rules/, 'stderr');
     p.stderr!.on('data', (d: Buffer) => { agentLog += d.toString(); });
     agent = p;
   }
@@ -60,8 +60,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
   }
 
   const curl = (url: string, exe = CURL) => net.run([exe, '-s', '-g', '-o', '/dev/null', '--connect-timeout', '3', '-w', '%{http_code}', url]);
-  const node = (proto: 'tcp' | 'udp', host: string, port: number) => {
-    const r = net.run([NODE, CLIENT, proto, host, String(port)]);
+  const node = (proto: 'tcp' | 'udp', host: string, port: number, holdMs = 0) => {
+    const r = net.run([NODE, CLIENT, proto, host, String(port), String(holdMs)]);
     return JSON.parse(r.out) as { ok: boolean; error?: string; ms: number };
   };
   const installed = (): string => sh('ip', ['netns', 'exec', net.client, 'iptables-nft-save']) + sh('ip', ['netns', 'exec', net.client, 'ip6tables-nft-save']);
@@ -157,7 +157,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
     one('curl -> bad.blocked.test', (r) => r.remoteIp === '10.77.0.3' && r.action === 'block', { hostnames: ['bad.blocked.test'], ruleId: 'blocked-host', level: 'any' });
     one('curl -> x.cdn.wild.test', (r) => r.remoteIp === '10.77.0.4' && r.port === 80, { action: 'block', ruleId: 'wild' });
-    one('node -> 9200', (r) => r.path === NODE && r.port === 9200, { action: 'block', ruleId: 'port-9200', cmdline: [NODE, CLIENT, 'tcp', '10.77.0.2', '9200'], script: CLIENT });
+    one('node -> 9200', (r) => r.path === NODE && r.port === 9200, { action: 'block', ruleId: 'port-9200', cmdline: [NODE, CLIENT, 'tcp', '10.77.0.2', '9200', '0'], script: CLIENT });
     one('node udp -> 9998', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE });
     one('node udp -> [fd77::2]:9999', (r) => r.port === 9999 && r.remoteIp === 'fd77::2', { action: 'allow', level: 'default', path: NODE });
     one('curl -> 10.77.0.2:8080 after the reload', (r) => r.port === 8080 && r.action === 'allow' && r.path === CURL, { ruleId: 'curl-8080-ok' });
@@ -185,6 +185,19 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.equal(node('tcp', '10.77.0.2', 80).ok, true);
     assert.equal(await stopAgent(), 0);
     assert.doesNotMatch(installed(), /TOLLGATE/);
+  });
+
+  test('monitor mode blocks nothing and records what the verdict would have been', async () => {
+    const monitorDb = join(dir, 'monitor.db');
+    await startAgent('open', ['--monitor', '--db', monitorDb]);
+    assert.doesNotMatch(installed(), /TOLLGATE/, 'monitor mode installs no rule');
+    assert.equal(node('tcp', '10.77.0.2', 9200, 400).ok, true, 'a connection the rules block gets through');
+    assert.equal(await stopAgent(), 0);
+    const store = new AuditStore(monitorDb);
+    const rows = store.query({ limit: 100 }).filter((r) => r.port === 9200);
+    store.close();
+    assert.equal(rows.length, 1);
+    assert.deepEqual([rows[0]!.action, rows[0]!.ruleId, rows[0]!.enforced, rows[0]!.path], ['block', 'port-9200', false, NODE]);
   });
 });
 
