@@ -4,7 +4,8 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
-import { MODES, type Action, type Mode } from '../policy/index.js';
+import { CatalogError } from '../catalog/index.js';
+import { InvalidRulesError, MODES, type Action, type Mode } from '../policy/index.js';
 import { AuditStore, type LogQuery } from '../store/audit.js';
 import { UsageError, int, mode, oneOf, when } from './usage.js';
 
@@ -44,17 +45,26 @@ export function agentCommands(program: Command): void {
         console.error('tollgate agent: not root, so nothing can be blocked: running in monitor mode (observe and record only). Run with sudo to enforce.');
         o.monitor = true;
       }
-      mkdirSync(dirname(o.db), { recursive: true });
+      try {
+        mkdirSync(dirname(o.db), { recursive: true });
+      } catch (e) {
+        throw new UsageError(`cannot create ${dirname(o.db)} for the audit store (${(e as NodeJS.ErrnoException).code}): choose another place with --db`);
+      }
       const agent = new Agent({
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
         log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
       });
-      await agent.start();
+      try {
+        await agent.start();
+      } catch (e) {
+        if (e instanceof InvalidRulesError || e instanceof CatalogError) throw e;
+        throw new UsageError(`the agent could not start: ${(e as Error).message}`);
+      }
       process.on('SIGHUP', () => void agent.reload('SIGHUP'));
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {
-          console.error(`tollgate agent: ${sig}: removing rules and stopping`);
+          console.error(`tollgate agent: ${sig}: stopping${o.monitor ? '' : ' and removing its netfilter rules'}`);
           resolve();
         };
         process.once('SIGINT', () => stop('SIGINT'));

@@ -2,7 +2,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditStore, type DecisionRow } from './audit.js';
 
-const store = new AuditStore((workerData as { file: string }).file, Infinity);
+let store: AuditStore;
+try {
+  store = new AuditStore((workerData as { file: string }).file, Infinity);
+} catch (e) {
+  parentPort!.postMessage({ failed: (e as Error).message });
+  process.exit(1);
+}
 parentPort!.postMessage({ written: 0 });
 parentPort!.on('message', (m: { rows?: DecisionRow[]; close?: boolean }) => {
   if (m.rows) {

@@ -24,8 +24,8 @@ export class AuditWriter {
   static async open(file: string, flushMs = 100): Promise<AuditWriter> {
     const w = new AuditWriter(flushMs, file);
     await new Promise<void>((resolve, reject) => {
-      w.worker.once('message', () => resolve());
-      w.worker.once('error', (e) => reject(new Error(`audit store ${file}: ${e.message}`)));
+      w.worker.once('message', (m: { failed?: string }) => (m.failed ? reject(new Error(`audit store ${file}: ${m.failed}`)) : resolve()));
+      w.worker.once('error', (e) => reject(new Error(`audit store ${file}: ${String(e.message ?? e)}`)));
     });
     return w;
   }

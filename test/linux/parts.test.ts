@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import dnsPacket from 'dns-packet';
+import { DnsNames } from '../../src/linux/dns.js';
+import { ruleSpecs } from '../../src/linux/netfilter.js';
+import { parsePacket } from '../../src/linux/packet.js';
+import { appIdFromCgroup } from '../../src/linux/procs.js';
+
+function ipv4Tcp(src: number[], sport: number, dst: number[], dport: number): Buffer {
+  const b = Buffer.alloc(40);
+  b[0] = 0x45; b[9] = 6; b.set(src, 12); b.set(dst, 16);
+  b.writeUInt16BE(sport, 20); b.writeUInt16BE(dport, 22); b[32] = 5 << 4;
+  return b;
+}
+
+test('packets: IPv4 TCP, IPv6 UDP behind an extension header, fragments and other protocols', () => {
+  const t = parsePacket(ipv4Tcp([10, 0, 0, 1], 40000, [93, 184, 216, 34], 443))!;
+  assert.deepEqual([t.family, t.protocol, t.src, t.sport, t.dst, t.dport, t.dataOffset], [4, 'tcp', '10.0.0.1', 40000, '93.184.216.34', 443, 40]);
+  const v6 = Buffer.alloc(40 + 8 + 8);
+  v6[0] = 0x60; v6[6] = 0; // hop-by-hop options first
+  v6.set([0x20, 0x01, 0x0d, 0xb8], 8); v6[23] = 1;
+  v6.set([0x20, 0x01, 0x0d, 0xb8], 24); v6[39] = 2;
+  v6[40] = 17; v6[41] = 0; // next: UDP, 8 bytes long
+  v6.writeUInt16BE(5353, 48); v6.writeUInt16BE(53, 50);
+  const u = parsePacket(v6)!;
+  assert.deepEqual([u.family, u.protocol, u.src, u.dst, u.dport, u.dataOffset], [6, 'udp', '2001:db8::1', '2001:db8::2', 53, 56]);
+  const frag = ipv4Tcp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
+  frag.writeUInt16BE(10, 6);
+  assert.equal(parsePacket(frag), null);
+  const icmp = ipv4Tcp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
+  icmp[9] = 1;
+  assert.equal(parsePacket(icmp), null);
+  assert.equal(parsePacket(Buffer.alloc(10)), null);
+});
+
+test('DNS answers: every name of a CNAME chain maps to the address, until the TTL ends', () => {
+  const d = new DnsNames();
+  const msg = dnsPacket.encode({
+    type: 'response', id: 1, questions: [{ type: 'A', name: 'WWW.Example.com' }],
+    answers: [
+      { type: 'CNAME', name: 'www.example.com', ttl: 300, data: 'edge.cdn.net' },
+      { type: 'A', name: 'edge.cdn.net', ttl: 300, data: '93.184.216.34' },
+      { type: 'AAAA', name: 'edge.cdn.net', ttl: 300, data: '2001:0db8:0000::0001' },
+    ],
+  });
+  d.learn(msg, 0);
+  assert.deepEqual(d.namesOf('93.184.216.34', 1000).sort(), ['edge.cdn.net', 'www.example.com']);
+  assert.deepEqual(d.namesOf('2001:db8::1', 1000).sort(), ['edge.cdn.net', 'www.example.com'], 'IPv6 in the same text as packets give');
+  assert.deepEqual(d.namesOf('93.184.216.34', 301_000), [], 'expired');
+  assert.equal(d.learn(Buffer.from('not dns')), 0);
+  assert.equal(d.malformed, 1);
+  d.learn(dnsPacket.encode({ type: 'response', id: 2, answers: [{ type: 'A', name: 'fast.example', ttl: 0, data: '10.1.1.1' }] }), 0);
+  assert.deepEqual(d.namesOf('10.1.1.1', 20_000), ['fast.example'], 'a zero TTL still covers the connection that follows');
+});
+
+test('cgroups name system services, Flatpak and snap apps, and nothing else', () => {
+  assert.equal(appIdFromCgroup('0::/system.slice/nginx.service\n'), 'nginx.service');
+  assert.equal(appIdFromCgroup('0::/user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.mozilla.firefox-2245.scope\n'), 'org.mozilla.firefox');
+  assert.equal(appIdFromCgroup('0::/user.slice/user-1000.slice/user@1000.service/app.slice/snap.firefox.firefox-1d2c.scope\n'), 'snap.firefox');
+  assert.equal(appIdFromCgroup('0::/user.slice/user-1000.slice/session-3.scope\n'), undefined);
+  assert.equal(appIdFromCgroup(''), undefined);
+});
+
+test('netfilter rules: only new connections, loopback skipped unless asked, bypass only when failing open', () => {
+  const o = { queue: 7, dnsQueue: 8, failMode: 'open' as const, includeLoopback: false, rejectMark: 0x10 };
+  const open = ruleSpecs(o, false).out.map((r) => r.join(' '));
+  assert.ok(open.includes('-o lo -j RETURN'));
+  assert.ok(open.includes('-p tcp --syn -m conntrack --ctstate NEW -j NFQUEUE --queue-num 7 --queue-bypass'));
+  assert.ok(open.includes('-m mark --mark 0x10/0x10 -j REJECT --reject-with icmp-port-unreachable'));
+  const closed = ruleSpecs({ ...o, failMode: 'closed', includeLoopback: true }, true).out.map((r) => r.join(' '));
+  assert.ok(!closed.some((r) => r.includes('--queue-bypass')));
+  assert.ok(!closed.includes('-o lo -j RETURN'));
+  assert.ok(closed.includes('-m mark --mark 0x10/0x10 -j REJECT --reject-with icmp6-port-unreachable'));
+  assert.ok(ruleSpecs({ ...o, failMode: 'closed' }, false).dns[0]!.includes('--queue-bypass'), 'DNS answers never wait for a dead agent');
+});
