@@ -265,7 +265,7 @@ export class Agent {
       if (proc?.user) app.user = proc.user;
       if (!proc && uid !== undefined) app.uid = uid;
       const flow: Flow = { app, remote: { ip: t.dst, hostnames: this.dns.namesOf(t.dst) }, port: t.dport, protocol: t.protocol };
-      const v = this.policy.decide(flow);
+      const v = this.decideScript(flow);
       if (v.action !== 'ask') return this.apply(key, t, flow, v, proc === null);
       void decideWithAsk(this.policy, flow, {
         // No dashboard yet: nobody answers, so the flow waits the timeout and gets the default.
@@ -276,6 +276,20 @@ export class Agent {
     } catch (e) {
       this.failPending(key, e);
     }
+  }
+
+  /**
+   * For an interpreter running a script, a rule naming the script (its path or a prefix of it) is
+   * more specific than one naming the interpreter: `node` may be allowed out while
+   * `/srv/app/node_modules/` is not. App-id rules still come first.
+   */
+  private decideScript(flow: Flow): Verdict {
+    const v = this.policy.decide(flow);
+    const script = flow.app.script;
+    if (!script || v.level === 'app-id') return v;
+    const { id: _id, ...app } = flow.app;
+    const s = this.policy.decide({ ...flow, app: { ...app, path: script } });
+    return s.level === 'path' || s.level === 'prefix' ? { ...s, reason: `${s.reason} (script of ${flow.app.path})` } : v;
   }
 
   private apply(key: string, t: Conn, flow: Flow, v: Verdict, exited: boolean): void {

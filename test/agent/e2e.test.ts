@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AuditStore, type DecisionRow } from '../../src/store/audit.js';
 import { TestNet, missingCapability, sh } from './netns.js';
@@ -35,6 +35,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     rules: [
       { id: 'curl-no-8080', action: 'block', application: CURL, endpoint: 'any', port: 8080 },
       { id: 'copied-no-9100', action: 'block', application: `${bin}/`, port: 9100 },
+      { id: 'scripts-no-9100', action: 'block', application: `${dirname(CLIENT)}/`, port: 9100 },
+      { id: 'node-9100-ok', action: 'allow', application: NODE, port: 9100 },
       { id: 'blocked-host', action: 'block', application: 'any', endpoint: 'bad.blocked.test' },
       { id: 'wild', action: 'block', application: 'any', endpoint: '*.wild.test', port: 80 },
       { id: 'cidr', action: 'block', application: 'any', endpoint: '10.77.0.128/25' },
@@ -101,6 +103,13 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     allowed(curl('http://10.77.0.2:9100/'));
   });
 
+  test('a rule naming a script prefix beats one naming its interpreter', () => {
+    const r = node('tcp', '10.77.0.2', 9100);
+    assert.deepEqual([r.ok, r.error], [false, 'ECONNREFUSED'], 'node running a script under the blocked prefix');
+    const inline = net.run([NODE, '-e', "require('net').connect(9100,'10.77.0.2',()=>process.exit(0)).on('error',()=>process.exit(3))"]);
+    assert.equal(inline.code, 0, 'node without a script is allowed by the interpreter rule');
+  });
+
   test('host rule applies through the DNS answer the program got; the same IP without the name is allowed', () => {
     allowed(curl('http://10.77.0.3/'));
     refused(curl('http://bad.blocked.test/'));
@@ -135,7 +144,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     refused(curl('http://10.77.0.2:8080/'));
     writeFileSync(catalog, rules([{ id: 'curl-8080-ok', action: 'allow', application: CURL, endpoint: '10.77.0.2', port: 8080 }]));
     agent!.kill('SIGHUP');
-    await waitFor(() => /reloaded \(SIGHUP\): 8 rules/.test(agentLog), 'the reload');
+    await waitFor(() => /reloaded \(SIGHUP\): 10 rules/.test(agentLog), 'the reload');
     allowed(curl('http://10.77.0.2:8080/'));
   });
 
