@@ -22,12 +22,12 @@ const ROOT = join(import.meta.dirname, '../..');
 const CATALOG = arg('catalog', join(ROOT, 'examples/workstation.json'));
 const MAIN = join(ROOT, 'dist/src/cli/main.js');
 const LOAD = join(ROOT, 'dist/bench/agent-load.js');
-const SINK = "require('net').createServer({noDelay:true},(s)=>s.destroy()).listen({port:9000,host:'::',backlog:4096},()=>console.log('ready'))";
+const SINK = "require('net').createServer((s)=>s.on('error',()=>{})).listen({port:9000,host:'::',backlog:4096},()=>console.log('ready'))";
 
 export interface LoadResult { connections: number; errors: number; errorKinds: Record<string, number>; perSec: number; p50us: number; p99us: number }
 
-function load(net: TestNet): LoadResult {
-  const r = net.run([process.execPath, LOAD, '10.77.0.2', '9000', SECONDS, CONC]);
+function load(net: TestNet, concurrency = CONC, seconds = SECONDS): LoadResult {
+  const r = net.run([process.execPath, LOAD, '10.77.0.2', '9000', seconds, concurrency]);
   if (r.code !== 0) throw new Error(`load generator failed (${r.code}): ${r.out}`);
   return JSON.parse(r.out) as LoadResult;
 }
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
     await net.start(net.server, [process.execPath, '-e', SINK], 'ready');
     console.log(`bench/agent: ${SECONDS} s of short TCP connections, ${CONC} at a time, client and server in two namespaces over veth`);
     const base = load(net);
+    const baseLight = load(net, '1', '2');
     console.log(`  no queue        ${fmt(base)}`);
 
     const agent = await net.start(net.client, [process.execPath, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
@@ -64,6 +65,8 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const withAgent = load(net);
     const cpu = (cpuSeconds(agent.pid!) - cpu0) / ((performance.now() - t0) / 1000);
+    // One connection at a time: the latency the pipeline adds when the CPUs are not saturated.
+    const light = load(net, '1', '2');
     const rss = peakRssMB(agent.pid!);
     const exited = new Promise((r) => agent.once('exit', r));
     agent.kill('SIGTERM');
@@ -72,7 +75,8 @@ async function main(): Promise<void> {
     const stats = JSON.parse(/stats (\{.*\})/.exec(log)?.[1] ?? '{}') as { decisions?: number; auditWritten?: number; errors?: number; loopP99Ms?: number; loopMaxMs?: number };
     console.log(`  tollgate agent  ${fmt(withAgent)}`);
     console.log(`                  added latency p50 ${withAgent.p50us - base.p50us} us, p99 ${withAgent.p99us - base.p99us} us; agent CPU ${(cpu * 100).toFixed(0)}% = ${((cpu * 1e6) / withAgent.perSec).toFixed(0)} us per connection (kernel re-injection included), peak RSS ${rss.toFixed(0)} MB`);
-    console.log(`                  verdicts ${stats.decisions}, audit rows ${stats.auditWritten} (${stats.decisions === stats.auditWritten && stats.decisions === withAgent.connections + withAgent.errors ? 'every connection recorded' : 'MISMATCH with connections made'}), errors ${stats.errors}`);
+    console.log(`                  verdicts ${stats.decisions}, audit rows ${stats.auditWritten} (${stats.decisions === stats.auditWritten && stats.decisions === withAgent.connections + withAgent.errors + light.connections + light.errors ? 'every connection recorded' : 'MISMATCH with connections made'}), errors ${stats.errors}`);
+    console.log(`  one at a time   no queue connect p50 ${baseLight.p50us} us, p99 ${baseLight.p99us} us; agent p50 ${light.p50us} us, p99 ${light.p99us} us: added p50 ${light.p50us - baseLight.p50us} us, p99 ${light.p99us - baseLight.p99us} us`);
     console.log(`                  event loop delay p99 ${stats.loopP99Ms?.toFixed(1)} ms, longest stall ${stats.loopMaxMs?.toFixed(1)} ms`);
 
     const osn = await runOpenSnitch(SINK, load);

@@ -11,6 +11,7 @@ import { DnsNames } from '../linux/dns.js';
 import { installRules, removeRules } from '../linux/netfilter.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, type QueuedPacket } from '../linux/nfqueue.js';
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
+import { ReadLoop } from '../linux/readloop.js';
 import { ProcessResolver, type ProcessInfo } from '../linux/procs.js';
 import { SockDiag, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
@@ -59,6 +60,7 @@ export class Agent {
   private mode: Mode = 'passive-allow';
   private queue?: NfQueue;
   private dnsQueue?: NfQueue;
+  private loop?: ReadLoop;
   private diag?: SockDiag;
   private readonly procs = new ProcessResolver();
   private readonly dns = new DnsNames();
@@ -98,8 +100,13 @@ export class Agent {
       this.queue = new NfQueue(this.opts.queue, { copyRange: 128, failOpen });
       this.dnsQueue = new NfQueue(this.opts.queue + 1, { copyRange: 0xffff, failOpen: true });
       this.diag = new SockDiag();
-      this.queue.start((b) => this.onPackets(b));
-      this.dnsQueue.start((b) => this.onDns(b));
+      const conns = this.queue;
+      const dns = this.dnsQueue;
+      this.loop = new ReadLoop([
+        { fd: conns.fd, drain: (max) => conns.drain(max, (b) => this.onPackets(b)) },
+        { fd: dns.fd, drain: (max) => dns.drain(max, (b) => this.onDns(b)) },
+      ]);
+      this.loop.start();
       installRules({
         queue: this.opts.queue, dnsQueue: this.opts.queue + 1, failMode: this.opts.failMode,
         includeLoopback: this.opts.includeLoopback, rejectMark: this.opts.rejectMark,
@@ -136,9 +143,16 @@ export class Agent {
     clearInterval(this.poller);
     this.loopDelay.disable();
     if (!this.opts.monitor) removeRules();
-    await Promise.all([this.queue?.close(), this.dnsQueue?.close()]);
+    await this.loop?.stop();
+    this.queue?.close();
+    this.dnsQueue?.close();
     this.diag?.close();
     await this.store?.close();
+  }
+
+  /** Full /proc scans so far (a miss the hot processes did not answer). */
+  get procScans(): number {
+    return this.procs.scans;
   }
 
   get auditCounts(): { received: number; written: number } {

@@ -74,7 +74,7 @@ export function agentCommands(program: Command): void {
       const { received, written } = agent.auditCounts;
       const d = agent.loopDelay;
       console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written, ${agent.stats.errors} errors; event loop delay p99 ${(d.percentile(99) / 1e6).toFixed(1)} ms, max ${(d.max / 1e6).toFixed(1)} ms`);
-      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, auditWritten: written, loopP99Ms: d.percentile(99) / 1e6, loopMaxMs: d.max / 1e6 })}`);
+      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, procScans: agent.procScans, auditWritten: written, loopP99Ms: d.percentile(99) / 1e6, loopMaxMs: d.max / 1e6 })}`);
     });
 
   program

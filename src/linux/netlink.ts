@@ -16,6 +16,7 @@ const c = {
   recv: libc.func('intptr_t recv(int, void *, size_t, int)'),
   setsockopt: libc.func('int setsockopt(int, int, int, void *, uint32_t)'),
   close: libc.func('int close(int)'),
+  poll: libc.func('int poll(void *, unsigned long, int)'),
   strerror: libc.func('const char *strerror(int)'),
 };
 
@@ -26,7 +27,6 @@ const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
-const SO_RCVTIMEO = 20;
 const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;
 const NETLINK_NO_ENOBUFS = 5;
@@ -87,10 +87,8 @@ export function eachAttr(b: Buffer, off: number, end: number, fn: (type: number,
 export class NetlinkSocket {
   readonly fd: number;
   private closed = false;
-  /** Buffers handed to an async recv stay referenced here until it returns (koffi does not keep them). */
-  private inflight: Buffer | null = null;
 
-  constructor(protocol: number, opts: { rcvbuf?: number; recvTimeoutMs?: number } = {}) {
+  constructor(protocol: number, opts: { rcvbuf?: number } = {}) {
     this.fd = check('socket(AF_NETLINK)', c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number);
     const addr = Buffer.alloc(12);
     addr.writeUInt16LE(AF_NETLINK, 0);
@@ -103,13 +101,6 @@ export class NetlinkSocket {
       const one = Buffer.alloc(4);
       one.writeInt32LE(1);
       c.setsockopt(this.fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, one, 4);
-    }
-    if (opts.recvTimeoutMs) {
-      // So a parked blocking recv returns regularly and close() never hangs a libuv thread.
-      const tv = Buffer.alloc(16);
-      tv.writeBigInt64LE(BigInt(Math.floor(opts.recvTimeoutMs / 1000)), 0);
-      tv.writeBigInt64LE(BigInt((opts.recvTimeoutMs % 1000) * 1000), 8);
-      check('setsockopt(SO_RCVTIMEO)', c.setsockopt(this.fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) as number);
     }
   }
 
@@ -130,17 +121,6 @@ export class NetlinkSocket {
     }
   }
 
-  /** Blocking receive on a libuv thread; resolves to the byte count (<= 0 on timeout or error). */
-  recvAsync(b: Buffer): Promise<number> {
-    this.inflight = b;
-    return new Promise((resolve) => {
-      c.recv.async(this.fd, b, b.length, 0, (err: unknown, n: number) => {
-        this.inflight = null;
-        resolve(err ? -1 : n);
-      });
-    });
-  }
-
   get isClosed(): boolean {
     return this.closed;
   }
@@ -156,4 +136,20 @@ export class NetlinkSocket {
 export function checkAck(b: Buffer, off: number, what: string): void {
   const err = -b.readInt32LE(off + 16);
   if (err !== 0) throw new NetlinkError(what, err);
+}
+
+const POLLIN = 1;
+
+/**
+ * Waits on a koffi worker thread until one of `fds` is readable or `timeoutMs` passes.
+ * One parked poll() for every socket: koffi has as many async workers as cores, so one blocking
+ * call per socket could take them all and leave a readable socket waiting behind an idle one.
+ */
+export function pollReadable(fds: readonly number[], timeoutMs: number): Promise<number> {
+  const b = Buffer.alloc(8 * fds.length);
+  fds.forEach((fd, i) => { b.writeInt32LE(fd, i * 8); b.writeInt16LE(POLLIN, i * 8 + 4); });
+  return new Promise((resolve) => {
+    // `b` stays referenced by this closure until the call returns (koffi does not keep it alive).
+    c.poll.async(b, fds.length, timeoutMs, (err: unknown, n: number) => resolve(err || b.length === 0 ? -1 : n));
+  });
 }

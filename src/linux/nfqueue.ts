@@ -1,8 +1,6 @@
 /**
- * nfnetlink_queue: bind a queue number, receive queued packets, answer verdicts.
- * One blocking recv is parked on a libuv thread; after each wake-up everything waiting is drained
- * with non-blocking reads (without draining, throughput caps near 10k packets/s), a bounded
- * number of packets per event-loop turn so timers and I/O keep running.
+ * nfnetlink_queue: bind a queue number, read queued packets without blocking, answer verdicts.
+ * Waiting for packets is the ReadLoop's job (readloop.ts).
  */
 import { NETLINK_NETFILTER, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST, NetlinkSocket, checkAck, eachAttr, writeAttr, writeHeader } from './netlink.js';
 
@@ -45,8 +43,6 @@ export interface QueueOptions {
   /** Kernel accepts packets instead of dropping them when the queue is full. */
   failOpen: boolean;
   maxLen?: number;
-  /** Most packets handled per event-loop turn. */
-  batch?: number;
 }
 
 const AF_UNSPEC = 0;
@@ -56,11 +52,9 @@ export class NfQueue {
   private readonly rx = Buffer.alloc(256 * 1024);
   private readonly tx = Buffer.alloc(64);
   private seq = 1;
-  private running = false;
-  private stopped: Promise<void> = Promise.resolve();
 
   constructor(readonly num: number, private readonly opts: QueueOptions) {
-    this.sock = new NetlinkSocket(NETLINK_NETFILTER, { rcvbuf: 8 * 1024 * 1024, recvTimeoutMs: 200 });
+    this.sock = new NetlinkSocket(NETLINK_NETFILTER, { rcvbuf: 8 * 1024 * 1024 });
     try {
       this.config((b, o) => writeAttr(b, o, NFQA_CFG_CMD, Buffer.from([NFQNL_CFG_CMD_BIND, 0, 0, 0])), 'bind queue');
       const params = Buffer.alloc(5);
@@ -93,29 +87,25 @@ export class NfQueue {
     throw new Error(`nfqueue ${this.num}: ${what}: no answer from the kernel`);
   }
 
-  /** Starts delivering packets to `onPackets`, in batches. Every packet must get a verdict. */
-  start(onPackets: (batch: QueuedPacket[]) => void): void {
-    this.running = true;
-    const max = this.opts.batch ?? 64;
-    this.stopped = (async () => {
-      while (this.running) {
-        const n = await this.sock.recvAsync(this.rx);
-        if (!this.running) break;
-        if (n <= 0) continue;
-        let batch: QueuedPacket[] = [];
-        this.parse(this.rx, n, batch);
-        // Drain what else is waiting, yielding to the event loop every `max` packets.
-        for (;;) {
-          const m = batch.length < max ? this.sock.recvNow(this.rx) : -1;
-          if (m > 0) { this.parse(this.rx, m, batch); continue; }
-          if (batch.length) onPackets(batch);
-          if (m === 0) break;
-          batch = [];
-          await new Promise((r) => setImmediate(r));
-          if (!this.running) return;
-        }
-      }
-    })();
+  get fd(): number {
+    return this.sock.fd;
+  }
+
+  /**
+   * Reads what is waiting, without blocking, up to `max` packets, and hands them to `onPackets`.
+   * Returns true if it stopped at `max` (more may be waiting). Every packet must get a verdict.
+   */
+  drain(max: number, onPackets: (batch: QueuedPacket[]) => void): boolean {
+    const batch: QueuedPacket[] = [];
+    let full = false;
+    for (;;) {
+      if (batch.length >= max) { full = true; break; }
+      const n = this.sock.recvNow(this.rx);
+      if (n === 0) break;
+      this.parse(this.rx, n, batch);
+    }
+    if (batch.length) onPackets(batch);
+    return full;
   }
 
   private parse(b: Buffer, n: number, out: QueuedPacket[]): void {
@@ -156,10 +146,7 @@ export class NfQueue {
     this.sock.send(b, off);
   }
 
-  /** Stops receiving and closes the socket once the parked recv has returned. */
-  async close(): Promise<void> {
-    this.running = false;
-    await this.stopped;
+  close(): void {
     this.sock.close();
   }
 }
