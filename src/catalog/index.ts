@@ -1,3 +1,4 @@
 export { CatalogError } from './errors.js';
 export * from './file.js';
 export { fromNuApp, fromNuAppLegacy, keyToApplication, nuAppUnsupported, toNuApp } from './nuapp.js';
+export { catalogStats, diffCatalogs, type AppDiff, type CatalogStats } from './review.js';

@@ -3,6 +3,7 @@
 import './env.js';
 import { Command } from 'commander';
 import { agentCommands } from './agent.js';
+import { catalogCommands } from './catalog.js';
 import { UsageError, mode, port } from './usage.js';
 import { CatalogError, encodingFor, readCatalog, writeCatalog, type Catalog } from '../catalog/index.js';
 import { InvalidRulesError, MODES, Policy, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
@@ -96,6 +97,7 @@ program
   });
 
 agentCommands(program);
+catalogCommands(program);
 
 try {
   await program.parseAsync();
