@@ -2,3 +2,4 @@ export * from './types.js';
 export { Policy, type PolicyStats } from './policy.js';
 export { decideWithAsk, type AskOptions } from './ask.js';
 export { describeRule, normalizeHost, parseApplication, parseEndpoint, parsePort } from './rules.js';
+export { parseIp, type ParsedIp } from './ip.js';

@@ -36,3 +36,47 @@ export function mergeAggregates(into: Aggregate, from: Iterable<[string, Access]
     for (const u of a.users ?? []) addCapped(b, 'users', u, keepUsers);
   }
 }
+
+/**
+ * An aggregate as a few flat values, for the trip from a worker thread to the main thread:
+ * cloning a Map of objects entry by entry costs far more than one string and one typed array.
+ */
+export interface PackedAggregate {
+  keys: string;
+  counts: Float64Array;
+  /** Per entry, devices (users) joined by \x1f; entries joined by \n. Empty when not kept. */
+  devices: string;
+  users: string;
+}
+
+export function packAggregate(agg: Aggregate): PackedAggregate {
+  const keys: string[] = [];
+  const counts = new Float64Array(agg.size);
+  const devices: string[] = [];
+  const users: string[] = [];
+  let i = 0;
+  let anyDevices = false;
+  let anyUsers = false;
+  for (const [k, a] of agg) {
+    keys.push(k);
+    counts[i++] = a.count;
+    devices.push(a.devices ? a.devices.join('\x1f') : '');
+    users.push(a.users ? a.users.join('\x1f') : '');
+    anyDevices ||= !!a.devices;
+    anyUsers ||= !!a.users;
+  }
+  return { keys: keys.join('\n'), counts, devices: anyDevices ? devices.join('\n') : '', users: anyUsers ? users.join('\n') : '' };
+}
+
+export function* unpackAggregate(p: PackedAggregate): Generator<[string, Access]> {
+  if (!p.counts.length) return;
+  const keys = p.keys.split('\n');
+  const devices = p.devices ? p.devices.split('\n') : [];
+  const users = p.users ? p.users.split('\n') : [];
+  for (let i = 0; i < keys.length; i++) {
+    const a: Access = { count: p.counts[i]! };
+    if (devices[i]) a.devices = devices[i]!.split('\x1f');
+    if (users[i]) a.users = users[i]!.split('\x1f');
+    yield [keys[i]!, a];
+  }
+}

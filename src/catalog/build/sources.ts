@@ -8,7 +8,7 @@ import { open, stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
-import { addAccess, mergeAggregates, type Aggregate } from './aggregate.js';
+import { addAccess, mergeAggregates, unpackAggregate, type Aggregate } from './aggregate.js';
 import { resolveColumns, type Mapping } from './columns.js';
 import type { LogFormat, ScanCounts, ScanOptions } from './scan.js';
 import type { Task, TaskResult } from './worker.js';
@@ -191,13 +191,13 @@ export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: 
     const firstDataLine = format === 'jsonl' ? 1 : 2;
     const tasks: Task[] = gz
       ? [{ file, start: 0, end: size, gzip: true, skipHeader: format !== 'jsonl', scan }]
-      : (await cuts(file, dataStart, size, Math.max(1, Math.min(workers * 2, Math.ceil((size - dataStart) / (o.minRangeBytes ?? MIN_RANGE))))))
+      : (await cuts(file, dataStart, size, Math.max(1, Math.min(workers, Math.ceil((size - dataStart) / (o.minRangeBytes ?? MIN_RANGE))))))
           .slice(0, -1)
           .map((start, i, all) => ({ file, start, end: i + 1 < all.length ? all[i + 1]! : size, gzip: false, skipHeader: false, scan }));
     const results = await pool(tasks.map((t) => () => runTask(t, progress)), workers);
     let line = firstDataLine;
     for (const r of results) {
-      mergeAggregates(agg, r.agg, o.keepDevices, o.keepUsers);
+      mergeAggregates(agg, unpackAggregate(r.agg), o.keepDevices, o.keepUsers);
       for (const k of ['lines', 'accesses', 'malformed', 'outsideWindow', 'ipsDropped'] as const) report[k] += r.counts[k];
       // Worker line numbers count from 1 in their range: shift them to the file's numbering.
       for (const b of r.counts.firstBad) if (report.firstBad.length < 10) report.firstBad.push({ line: b.line + line - 1, reason: b.reason });

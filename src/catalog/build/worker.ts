@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
-import type { Aggregate } from './aggregate.js';
+import { packAggregate, type PackedAggregate } from './aggregate.js';
 import { LineScanner, type ScanOptions } from './scan.js';
 
 export interface Task {
@@ -18,7 +18,7 @@ export interface Task {
 }
 
 export interface TaskResult {
-  agg: Aggregate;
+  agg: PackedAggregate;
   counts: LineScanner['counts'];
   /** Newlines in the range: where the next range's line numbers start. */
   newlines: number;
@@ -109,8 +109,8 @@ const task = workerData as Task;
 const scanner = new LineScanner(new Map(), task.scan);
 try {
   const newlines = task.gzip ? await gzip(task, scanner) : await plain(task, scanner);
-  const result: TaskResult = { agg: scanner.agg, counts: scanner.counts, newlines };
-  parentPort!.postMessage({ result });
+  const result: TaskResult = { agg: packAggregate(scanner.agg), counts: scanner.counts, newlines };
+  parentPort!.postMessage({ result }, [result.agg.counts.buffer as ArrayBuffer]);
 } catch (e) {
   parentPort!.postMessage({ error: (e as Error).message });
 }
