@@ -1,82 +1,139 @@
 /**
  * What the builder remembers of the log: one entry per distinct (application, destination, port,
- * protocol), so memory grows with distinct accesses, never with lines. Distinct devices and users are
- * counted only up to the threshold the filters need.
+ * protocol), so memory grows with distinct accesses, never with lines. An entry is a key string
+ * and numbers in typed arrays (no object per entry: millions of entries must fit well under a
+ * gigabyte). Distinct devices and users are kept as 32-bit hashes, and only up to the threshold the
+ * filters need.
  */
-export interface Access {
-  count: number;
-  /** Distinct devices / users seen, kept only up to the `min-devices` / `min-users` thresholds. */
-  devices?: string[];
-  users?: string[];
-}
 
 /** Key: app \t destination \t port \t protocol ('' = any). Destination is a host name or an IP. */
-export type Aggregate = Map<string, Access>;
+export class Aggregate {
+  private readonly index = new Map<string, number>();
+  keys: string[] = [];
+  private counts = new Float64Array(1024);
+  /** `devCap` (`userCap`) slots per entry of distinct hashes, 0 = empty. */
+  private devs: Int32Array;
+  private users: Int32Array;
 
-export function addAccess(agg: Aggregate, key: string, count: number, device: string, user: string, keepDevices: number, keepUsers: number): void {
-  let a = agg.get(key);
-  if (!a) agg.set(key, (a = { count: 0 }));
-  a.count += count;
-  if (keepDevices > 1 && device) addCapped(a, 'devices', device, keepDevices);
-  if (keepUsers > 1 && user) addCapped(a, 'users', user, keepUsers);
-}
+  constructor(readonly devCap: number, readonly userCap: number) {
+    this.devs = new Int32Array(devCap > 1 ? 1024 * devCap : 0);
+    this.users = new Int32Array(userCap > 1 ? 1024 * userCap : 0);
+  }
 
-function addCapped(a: Access, k: 'devices' | 'users', v: string, cap: number): void {
-  const list = (a[k] ??= []);
-  if (list.length < cap && !list.includes(v)) list.push(v);
-}
+  get size(): number {
+    return this.keys.length;
+  }
 
-/** Merges `from` into `into` (results of parallel workers). */
-export function mergeAggregates(into: Aggregate, from: Iterable<[string, Access]>, keepDevices: number, keepUsers: number): void {
-  for (const [key, a] of from) {
-    const b = into.get(key);
-    if (!b) { into.set(key, a); continue; }
-    b.count += a.count;
-    for (const d of a.devices ?? []) addCapped(b, 'devices', d, keepDevices);
-    for (const u of a.users ?? []) addCapped(b, 'users', u, keepUsers);
+  private grow(): void {
+    const n = this.counts.length * 2;
+    const g = <T extends Float64Array | Int32Array>(a: T, per: number): T => {
+      const b = new (a.constructor as new (n: number) => T)(n * per);
+      b.set(a);
+      return b;
+    };
+    this.counts = g(this.counts, 1);
+    if (this.devCap > 1) this.devs = g(this.devs, this.devCap);
+    if (this.userCap > 1) this.users = g(this.users, this.userCap);
+  }
+
+  /** The entry of `key`, made if new. */
+  slot(key: string): number {
+    let i = this.index.get(key);
+    if (i === undefined) {
+      i = this.keys.length;
+      if (i === this.counts.length) this.grow();
+      this.index.set(key, i);
+      this.keys.push(key);
+    }
+    return i;
+  }
+
+  /** Adds entry j of `src` to `key` here (how normalisation merges variants). */
+  addFrom(key: string, src: Aggregate, j: number): void {
+    const i = this.slot(key);
+    this.counts[i]! += src.count(j);
+    for (const h of src.deviceHashes(j)) if (h) addHash(this.devs, i * this.devCap, this.devCap, h);
+    for (const h of src.userHashes(j)) if (h) addHash(this.users, i * this.userCap, this.userCap, h);
+  }
+
+  /** Distinct devices (users) seen for entry i, up to the cap. */
+  deviceCount(i: number): number {
+    let n = 0;
+    for (const h of this.deviceHashes(i)) if (h) n++;
+    return n;
+  }
+
+  userCount(i: number): number {
+    let n = 0;
+    for (const h of this.userHashes(i)) if (h) n++;
+    return n;
+  }
+
+  add(key: string, count: number, device: string, user: string): void {
+    const i = this.slot(key);
+    this.counts[i]! += count;
+    if (this.devCap > 1 && device) addHash(this.devs, i * this.devCap, this.devCap, hash(device));
+    if (this.userCap > 1 && user) addHash(this.users, i * this.userCap, this.userCap, hash(user));
+  }
+
+  count(i: number): number {
+    return this.counts[i]!;
+  }
+
+  /** Distinct device (user) hashes of entry i. */
+  deviceHashes(i: number): Int32Array {
+    return this.devs.subarray(i * this.devCap, this.devCap > 1 ? (i + 1) * this.devCap : 0);
+  }
+
+  userHashes(i: number): Int32Array {
+    return this.users.subarray(i * this.userCap, this.userCap > 1 ? (i + 1) * this.userCap : 0);
+  }
+
+  /** Adds every entry of `from` (results of parallel workers). */
+  merge(from: Aggregate | PackedAggregate): void {
+    const src = from instanceof Aggregate ? from : unpack(from, this.devCap, this.userCap);
+    for (let j = 0; j < src.size; j++) this.addFrom(src.keys[j]!, src, j);
+  }
+
+  /** A few flat values for the trip between threads: far cheaper to clone than a Map. */
+  pack(): PackedAggregate {
+    const n = this.size;
+    return {
+      keys: this.keys.join('\n'), counts: this.counts.slice(0, n),
+      devs: this.devs.slice(0, n * (this.devCap > 1 ? this.devCap : 0)), users: this.users.slice(0, n * (this.userCap > 1 ? this.userCap : 0)),
+    };
   }
 }
 
-/**
- * An aggregate as a few flat values, for the trip from a worker thread to the main thread:
- * cloning a Map of objects entry by entry costs far more than one string and one typed array.
- */
 export interface PackedAggregate {
   keys: string;
   counts: Float64Array;
-  /** Per entry, devices (users) joined by \x1f; entries joined by \n. Empty when not kept. */
-  devices: string;
-  users: string;
+  devs: Int32Array;
+  users: Int32Array;
 }
 
-export function packAggregate(agg: Aggregate): PackedAggregate {
-  const keys: string[] = [];
-  const counts = new Float64Array(agg.size);
-  const devices: string[] = [];
-  const users: string[] = [];
-  let i = 0;
-  let anyDevices = false;
-  let anyUsers = false;
-  for (const [k, a] of agg) {
-    keys.push(k);
-    counts[i++] = a.count;
-    devices.push(a.devices ? a.devices.join('\x1f') : '');
-    users.push(a.users ? a.users.join('\x1f') : '');
-    anyDevices ||= !!a.devices;
-    anyUsers ||= !!a.users;
-  }
-  return { keys: keys.join('\n'), counts, devices: anyDevices ? devices.join('\n') : '', users: anyUsers ? users.join('\n') : '' };
+function unpack(p: PackedAggregate, devCap: number, userCap: number): Aggregate {
+  const a = new Aggregate(devCap, userCap);
+  if (!p.counts.length) return a;
+  // Adopt the arrays as they are (same layout); only read from, so no index is needed.
+  const self = a as unknown as { keys: string[]; counts: Float64Array; devs: Int32Array; users: Int32Array };
+  self.keys = p.keys.split('\n');
+  self.counts = p.counts;
+  self.devs = p.devs;
+  self.users = p.users;
+  return a;
 }
 
-export function* unpackAggregate(p: PackedAggregate): Generator<[string, Access]> {
-  if (!p.counts.length) return;
-  const keys = p.keys.split('\n');
-  const devices = p.devices ? p.devices.split('\n') : [];
-  const users = p.users ? p.users.split('\n') : [];
-  for (let i = 0; i < keys.length; i++) {
-    const a: Access = { count: p.counts[i]! };
-    if (devices[i]) a.devices = devices[i]!.split('\x1f');
-    if (users[i]) a.users = users[i]!.split('\x1f');
-    yield [keys[i]!, a];
+/** FNV-1a, never 0 (0 marks an empty slot). Two devices may share a hash: at worst one is undercounted. */
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h | 0 || 1;
+}
+
+function addHash(slots: Int32Array, at: number, cap: number, h: number): void {
+  for (let k = at; k < at + cap; k++) {
+    if (slots[k] === h) return;
+    if (slots[k] === 0) { slots[k] = h; return; }
   }
 }

@@ -35,20 +35,23 @@ export class BuildError extends Error {}
 export async function buildCatalog(o: BuildOptions): Promise<BuildResult> {
   const blockedApps = o.blockedAppsFile ? await readBlockedApps(o.blockedAppsFile) : [];
   const blockedPorts = o.blockedPortsFile ? await readBlockedPorts(o.blockedPortsFile) : [];
-  const read = { mapping: o.mapping, keepIps: o.keepIps, keepDevices: o.minDevices, keepUsers: o.minUsers } as Parameters<typeof readLogs>[1];
+  const read = {
+    mapping: o.mapping, keepIps: o.keepIps, keepDevices: o.minDevices, keepUsers: o.minUsers, keepPrivate: o.keepPrivate, stripUrls: o.stripUrls,
+  } as Parameters<typeof readLogs>[1];
   if (o.since !== undefined) read.since = o.since;
   if (o.until !== undefined) read.until = o.until;
   if (o.workers !== undefined) read.workers = o.workers;
   if (o.minRangeBytes !== undefined) read.minRangeBytes = o.minRangeBytes;
   if (o.onProgress) read.onProgress = o.onProgress;
-  const { agg, reports } = await readLogs(o.logs, read);
+  const { agg, reports, norm } = await readLogs(o.logs, read);
   const bad = reports.filter((r) => r.malformed > 0);
   if (o.strict && bad.length) {
     throw new BuildError(`--strict: malformed lines:\n${bad.map((r) => r.firstBad.map((b) => `  ${r.file}:${b.line}: ${b.reason}`).join('\n') + (r.malformed > r.firstBad.length ? `\n  ${r.file}: ... ${r.malformed} in all` : '')).join('\n')}`);
   }
-  if (o.minDevices > 1 && ![...agg.values()].some((a) => a.devices?.length)) throw new BuildError(`--min-devices ${o.minDevices}: the logs have no device column`);
-  if (o.minUsers > 1 && ![...agg.values()].some((a) => a.users?.length)) throw new BuildError(`--min-users ${o.minUsers}: the logs have no user column`);
-  const { rules, steps } = refine(agg, { ...o, blockedApps, blockedPorts });
+  const any = (f: (i: number) => number): boolean => { for (let i = 0; i < agg.size; i++) if (f(i)) return true; return false; };
+  if (o.minDevices > 1 && agg.size && !any((i) => agg.deviceCount(i))) throw new BuildError(`--min-devices ${o.minDevices}: the logs have no device column`);
+  if (o.minUsers > 1 && agg.size && !any((i) => agg.userCount(i))) throw new BuildError(`--min-users ${o.minUsers}: the logs have no user column`);
+  const { rules, steps } = refine(agg, { ...o, blockedApps, blockedPorts }, norm);
   Policy.compile(rules, 'passive-allow'); // the catalog must load; a failure here is a builder bug
   return { rules, files: reports, steps };
 }

@@ -5,11 +5,9 @@
  * Same input, same rules, same order.
  */
 import { createHash } from 'node:crypto';
-import { domainToASCII } from 'node:url';
-import ipaddr from 'ipaddr.js';
 import { getDomain } from 'tldts';
-import { Policy, parseEndpoint, parseIp, type Rule } from '../../policy/index.js';
-import type { Access, Aggregate } from './aggregate.js';
+import { Policy, type Rule } from '../../policy/index.js';
+import type { Aggregate } from './aggregate.js';
 import { blockRules, type BlockedApp } from './blocked.js';
 
 export interface RefineOptions {
@@ -37,102 +35,52 @@ interface Entry {
   dest: string;
   port: number;
   proto: string;
-  a: Access;
-  copied?: boolean;
+  count: number;
 }
 
-const PRIVATE_RANGES = new Set(['private', 'loopback', 'linkLocal', 'uniqueLocal', 'unspecified', 'carrierGradeNat', 'broadcast', 'multicast']);
-
-// Our own IP parser first: ipaddr.isValid() throws and catches inside for every host name (~12 µs each).
-const isIp = (s: string): boolean => parseIp(s) !== null;
-
-function isPrivate(dest: string): boolean {
-  if (isIp(dest)) {
-    let ip = ipaddr.parse(dest);
-    if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
-    return PRIVATE_RANGES.has(ip.range());
-  }
-  return dest === 'localhost' || dest.endsWith('.localhost') || dest.endsWith('.local') || dest.endsWith('.internal') || dest.endsWith('.lan');
-}
-
-/** The canonical destination, or why there is none. */
-function normalise(dest: string, stripUrls: boolean): string | { invalid: string } {
-  let d = dest.trim();
-  if (d.includes('://')) {
-    let u: URL;
-    try { u = new URL(d); } catch { return { invalid: 'malformed URL' }; }
-    if (stripUrls) d = u.hostname.replace(/^\[|\]$/g, '');
-    else return typeof parseEndpoint(u.href) === 'string' ? { invalid: 'unsupported URL' } : u.href;
-  }
-  if (isIp(d)) {
-    const ip = ipaddr.parse(d);
-    return ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress() ? (ip as ipaddr.IPv6).toIPv4Address().toString() : ip.toString();
-  }
-  const ascii = domainToASCII(d.toLowerCase().replace(/\.$/, ''));
-  if (!ascii || typeof parseEndpoint(ascii) === 'string') return { invalid: 'malformed host name' };
-  return ascii;
-}
+import { isIp, type NormaliseReport } from './normalise.js';
 
 const keyOf = (e: Omit<Entry, 'a'>): string => `${e.app}\t${e.dest}\t${e.port}\t${e.proto}`;
 
 function merge(into: Map<string, Entry>, e: Entry): void {
   const k = keyOf(e);
   const old = into.get(k);
-  if (!old) return void into.set(k, e);
-  // Entries may share an Access with the aggregate: copy before changing it.
-  if (!old.copied) { old.a = { ...old.a }; old.copied = true; }
-  old.a.count += e.a.count;
-  for (const kind of ['devices', 'users'] as const) {
-    if (!e.a[kind]) continue;
-    old.a[kind] = [...new Set([...(old.a[kind] ?? []), ...e.a[kind]])];
-  }
+  if (old) old.count += e.count;
+  else into.set(k, e);
 }
 
-export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps: StepReport[] } {
+/**
+ * `agg` has canonical keys already (normalised in the workers; `norm` says what that dropped).
+ * Order: noise filters, then ports, then wildcards, so a rare access never widens into a wildcard.
+ */
+export function refine(agg: Aggregate, o: RefineOptions, norm: NormaliseReport): { rules: Rule[]; steps: StepReport[] } {
   const steps: StepReport[] = [];
   const note = (step: string, entries: number, detail: string): void => void steps.push({ step, entries, detail });
-  note('read', agg.size, 'distinct (application, destination, port, protocol)');
+  note('read', norm.entries, 'distinct (application, destination, port, protocol) as logged');
+  const invalid = Object.entries(norm.invalid).map(([r, n]) => `${n} ${r}`).join(', ') || 'nothing invalid';
+  note('normalise', agg.size + norm.privateDropped, `hosts lower-cased, IDN to punycode, IPs canonical${o.stripUrls ? ', URLs to hosts' : ''}, variants merged; ${invalid}`);
+  note('private', agg.size, o.keepPrivate ? 'kept (--keep-private)' : `${norm.privateDropped} private/loopback/link-local destinations dropped`);
 
-  // 1. Normalise destinations (each distinct one once: they repeat across applications) and
-  //    drop private ones; merge what becomes equal.
+  // 1. Noise: too rare, or seen on too few devices / by too few users. Entries become objects only
+  //    once they pass.
   let m = new Map<string, Entry>();
-  const invalid = new Map<string, number>();
-  const bad = (why: string): void => void invalid.set(why, (invalid.get(why) ?? 0) + 1);
-  const norm = new Map<string, string | { invalid: string } | null>(); // null: private
-  let privateDropped = 0;
-  for (const [key, a] of agg) {
-    const t1 = key.indexOf('\t');
-    const t2 = key.indexOf('\t', t1 + 1);
-    const t3 = key.indexOf('\t', t2 + 1);
-    const app = key.slice(0, t1);
-    if (app.charCodeAt(0) !== 47 /* / */) { bad('application not an absolute path'); continue; }
-    const dest = key.slice(t1 + 1, t2);
-    let d = norm.get(dest);
-    if (d === undefined) {
-      d = normalise(dest, o.stripUrls);
-      if (typeof d === 'string' && !o.keepPrivate && isPrivate(d)) d = null;
-      norm.set(dest, d);
-    }
-    if (d === null) { privateDropped++; continue; }
-    if (typeof d !== 'string') { bad(d.invalid); continue; }
-    const e = { app, dest: d, port: Number(key.slice(t2 + 1, t3)), proto: key.slice(t3 + 1), a };
-    if (d === dest && !m.has(key)) m.set(key, e); // canonical already: the key is keyOf(e)
-    else merge(m, e);
-  }
-  note('normalise', m.size + privateDropped, `hosts lower-cased, IDN to punycode, IPs canonical${o.stripUrls ? ', URLs to hosts' : ''}; ${[...invalid].map(([r, n]) => `${n} ${r}`).join(', ') || 'nothing invalid'}`);
-  note('private', m.size, o.keepPrivate ? 'kept (--keep-private)' : `${privateDropped} private/loopback/link-local destinations dropped`);
-
-  // 2. Noise: too rare, or seen on too few devices / by too few users.
-  const before = m.size;
   let rare = 0;
   let fewDevices = 0;
   let fewUsers = 0;
-  for (const [k, e] of m) {
-    if (e.a.count < o.minCount) { rare++; m.delete(k); } else if (o.minDevices > 1 && (e.a.devices?.length ?? 0) < o.minDevices) { fewDevices++; m.delete(k); } else if (o.minUsers > 1 && (e.a.users?.length ?? 0) < o.minUsers) { fewUsers++; m.delete(k); }
+  for (let i = 0; i < agg.size; i++) {
+    const count = agg.count(i);
+    if (count < o.minCount) { rare++; continue; }
+    if (o.minDevices > 1 && agg.deviceCount(i) < o.minDevices) { fewDevices++; continue; }
+    if (o.minUsers > 1 && agg.userCount(i) < o.minUsers) { fewUsers++; continue; }
+    const key = agg.keys[i]!;
+    const t1 = key.indexOf('\t');
+    const t2 = key.indexOf('\t', t1 + 1);
+    const t3 = key.indexOf('\t', t2 + 1);
+    m.set(key, { app: key.slice(0, t1), dest: key.slice(t1 + 1, t2), port: Number(key.slice(t2 + 1, t3)), proto: key.slice(t3 + 1), count });
   }
-  note('noise', m.size, `${before - m.size} removed: ${rare} seen fewer than ${o.minCount} times, ${fewDevices} on fewer than ${o.minDevices} devices, ${fewUsers} by fewer than ${o.minUsers} users`);
+  note('noise', m.size, `${agg.size - m.size} removed: ${rare} seen fewer than ${o.minCount} times, ${fewDevices} on fewer than ${o.minDevices} devices, ${fewUsers} by fewer than ${o.minUsers} users`);
 
-  // 3. Many ports on one (app, destination): one rule for any port.
+  // 2. Many ports on one (app, destination): one rule for any port.
   if (o.maxPorts > 0) {
     const ports = new Map<string, Set<number>>();
     for (const e of m.values()) {
@@ -152,7 +100,7 @@ export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps
     note('ports', m.size, `${collapsed} (application, destination) pairs on more than ${o.maxPorts} ports now allow any port`);
   }
 
-  // 4. Many subdomains of one registrable domain for one app: `*.domain` (the Public Suffix List,
+  // 3. Many subdomains of one registrable domain for one app: `*.domain` (the Public Suffix List,
   //    private suffixes included, decides what is registrable, so *.co.uk or *.github.io never appear).
   if (o.wildcardAfter > 0) {
     const subs = new Map<string, Set<string>>();
@@ -179,7 +127,7 @@ export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps
     note('wildcards', m.size, `${hosts} host names under ${domains} domains became *.domain (more than ${o.wildcardAfter} subdomains per application)`);
   }
 
-  // 5. Applications blocked whole: their allow rules go (a block rule would win anyway, but the
+  // 4. Applications blocked whole: their allow rules go (a block rule would win anyway, but the
   //    catalog should not say both).
   const blocks = blockRules(o.blockedApps, o.blockedPorts);
   const blocked = Policy.compile(blocks.filter((r) => r.application.startsWith('/') || r.application.startsWith('*')), 'passive-allow');
@@ -193,7 +141,7 @@ export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps
   }
   note('blocked apps', m.size, `${blocks.length} block rules; ${dropped} allow rules of ${droppedApps.size} blocked applications dropped${droppedApps.size ? `: ${[...droppedApps].sort().slice(0, 5).join(', ')}${droppedApps.size > 5 ? ', ...' : ''}` : ''}`);
 
-  // 6. Rules, in a fixed order with ids derived from their content (stable across builds, for diffs).
+  // 5. Rules, in a fixed order with ids derived from their content (stable across builds, for diffs).
   // Map keys are keyOf(entry): sorting the keys orders by application, destination, port, protocol.
   const allows: Rule[] = [...m.keys()].sort().map((k) => {
     const e = m.get(k)!;

@@ -4,7 +4,7 @@
  * with a quote goes to csv-parse, which knows every quoting rule. JSON Lines use JSON.parse.
  */
 import { parse as parseCsv } from 'csv-parse/sync';
-import { addAccess, type Aggregate } from './aggregate.js';
+import type { Aggregate } from './aggregate.js';
 import type { Columns, Field, Mapping } from './columns.js';
 
 export type LogFormat = 'csv' | 'tsv' | 'jsonl';
@@ -16,8 +16,6 @@ export interface ScanOptions {
   /** Field names (jsonl). */
   mapping?: Mapping;
   keepIps: boolean;
-  keepDevices: number;
-  keepUsers: number;
   since?: number;
   until?: number;
 }
@@ -169,9 +167,9 @@ export class LineScanner {
     }
     this.counts.accesses += count;
     const tail = `\t${port}\t${proto}`;
-    addAccess(this.agg, `${app}\t${host || ip}${tail}`, count, device, user, this.o.keepDevices, this.o.keepUsers);
+    this.agg.add(`${app}\t${host || ip}${tail}`, count, device, user);
     if (host && ip) {
-      if (this.o.keepIps) addAccess(this.agg, `${app}\t${ip}${tail}`, count, device, user, this.o.keepDevices, this.o.keepUsers);
+      if (this.o.keepIps) this.agg.add(`${app}\t${ip}${tail}`, count, device, user);
       else this.counts.ipsDropped++;
     }
   }

@@ -8,12 +8,13 @@ import { open, stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
-import { addAccess, mergeAggregates, unpackAggregate, type Aggregate } from './aggregate.js';
+import { Aggregate } from './aggregate.js';
+import { mergeReports, normaliseAggregate, type NormaliseOptions, type NormaliseReport } from './normalise.js';
 import { resolveColumns, type Mapping } from './columns.js';
 import type { LogFormat, ScanCounts, ScanOptions } from './scan.js';
 import type { Task, TaskResult } from './worker.js';
 
-export interface ReadOptions {
+export interface ReadOptions extends NormaliseOptions {
   mapping: Mapping;
   keepIps: boolean;
   /** Distinct devices / users to remember per access (the filters' thresholds). */
@@ -124,7 +125,8 @@ async function pool<T>(jobs: (() => Promise<T>)[], n: number): Promise<T[]> {
   return out;
 }
 
-function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: FileReport): void {
+function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: FileReport): NormaliseReport {
+  const raw = new Aggregate(agg.devCap, agg.userCap);
   let db: Database.Database;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
@@ -142,8 +144,8 @@ function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: Fi
       report.accesses++;
       const names = JSON.parse(r.hostnames) as string[];
       const user = r.uid === null ? '' : String(r.uid);
-      for (const dest of names.length ? names : [r.remote_ip]) addAccess(agg, `${r.path}\t${dest}\t${r.port}\t${r.protocol}`, 1, '', user, o.keepDevices, o.keepUsers);
-      if (names.length && o.keepIps) addAccess(agg, `${r.path}\t${r.remote_ip}\t${r.port}\t${r.protocol}`, 1, '', user, o.keepDevices, o.keepUsers);
+      for (const dest of names.length ? names : [r.remote_ip]) raw.add(`${r.path}\t${dest}\t${r.port}\t${r.protocol}`, 1, '', user);
+      if (names.length && o.keepIps) raw.add(`${r.path}\t${r.remote_ip}\t${r.port}\t${r.protocol}`, 1, '', user);
       else if (names.length) report.ipsDropped++;
     }
   } catch (e) {
@@ -151,11 +153,15 @@ function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: Fi
   } finally {
     db.close();
   }
+  const n = normaliseAggregate(raw, o);
+  agg.merge(n.agg);
+  return n.report;
 }
 
 /** Reads every file into one aggregate; a report per file. Throws on a file that cannot be read at all. */
-export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: Aggregate; reports: FileReport[] }> {
-  const agg: Aggregate = new Map();
+export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: Aggregate; reports: FileReport[]; norm: NormaliseReport }> {
+  const agg = new Aggregate(o.keepDevices, o.keepUsers);
+  const norm: NormaliseReport = { entries: 0, privateDropped: 0, invalid: {} };
   const reports: FileReport[] = [];
   const workers = Math.max(1, o.workers ?? availableParallelism());
   const progress = o.onProgress ?? (() => {});
@@ -174,11 +180,11 @@ export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: 
     const report: FileReport = { file, format, bytes: size, lines: 0, accesses: 0, malformed: 0, outsideWindow: 0, ipsDropped: 0, firstBad: [] };
     reports.push(report);
     if (format === 'sqlite') {
-      readAuditStore(file, agg, o, report);
+      mergeReports(norm, readAuditStore(file, agg, o, report));
       progress(size, report.lines);
       continue;
     }
-    const scan: ScanOptions = { format, keepIps: o.keepIps, keepDevices: o.keepDevices, keepUsers: o.keepUsers };
+    const scan: ScanOptions = { format, keepIps: o.keepIps };
     if (o.since !== undefined) scan.since = o.since;
     if (o.until !== undefined) scan.until = o.until;
     // A CSV/TSV file names its columns in its first line; JSON Lines carry names in every line.
@@ -189,20 +195,22 @@ export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: 
       dataStart = hdr.end;
     }
     const firstDataLine = format === 'jsonl' ? 1 : 2;
+    const common = { norm: { keepPrivate: o.keepPrivate, stripUrls: o.stripUrls }, devCap: o.keepDevices, userCap: o.keepUsers };
     const tasks: Task[] = gz
-      ? [{ file, start: 0, end: size, gzip: true, skipHeader: format !== 'jsonl', scan }]
+      ? [{ file, start: 0, end: size, gzip: true, skipHeader: format !== 'jsonl', scan, ...common }]
       : (await cuts(file, dataStart, size, Math.max(1, Math.min(workers, Math.ceil((size - dataStart) / (o.minRangeBytes ?? MIN_RANGE))))))
           .slice(0, -1)
-          .map((start, i, all) => ({ file, start, end: i + 1 < all.length ? all[i + 1]! : size, gzip: false, skipHeader: false, scan }));
+          .map((start, i, all) => ({ file, start, end: i + 1 < all.length ? all[i + 1]! : size, gzip: false, skipHeader: false, scan, ...common }));
     const results = await pool(tasks.map((t) => () => runTask(t, progress)), workers);
     let line = firstDataLine;
     for (const r of results) {
-      mergeAggregates(agg, unpackAggregate(r.agg), o.keepDevices, o.keepUsers);
+      agg.merge(r.agg);
+      mergeReports(norm, r.norm);
       for (const k of ['lines', 'accesses', 'malformed', 'outsideWindow', 'ipsDropped'] as const) report[k] += r.counts[k];
       // Worker line numbers count from 1 in their range: shift them to the file's numbering.
       for (const b of r.counts.firstBad) if (report.firstBad.length < 10) report.firstBad.push({ line: b.line + line - 1, reason: b.reason });
       line += r.newlines;
     }
   }
-  return { agg, reports };
+  return { agg, reports, norm };
 }

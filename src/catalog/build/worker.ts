@@ -4,7 +4,8 @@ import { open } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
-import { packAggregate, type PackedAggregate } from './aggregate.js';
+import { Aggregate, type PackedAggregate } from './aggregate.js';
+import { normaliseAggregate, type NormaliseOptions, type NormaliseReport } from './normalise.js';
 import { LineScanner, type ScanOptions } from './scan.js';
 
 export interface Task {
@@ -15,10 +16,15 @@ export interface Task {
   /** Skip the first line (the header) of a gzip file. */
   skipHeader: boolean;
   scan: ScanOptions;
+  norm: NormaliseOptions;
+  /** Distinct devices / users to remember per entry (the filters' thresholds). */
+  devCap: number;
+  userCap: number;
 }
 
 export interface TaskResult {
   agg: PackedAggregate;
+  norm: NormaliseReport;
   counts: LineScanner['counts'];
   /** Newlines in the range: where the next range's line numbers start. */
   newlines: number;
@@ -106,11 +112,13 @@ async function gzip(t: Task, scanner: LineScanner): Promise<number> {
 }
 
 const task = workerData as Task;
-const scanner = new LineScanner(new Map(), task.scan);
+const scanner = new LineScanner(new Aggregate(task.devCap, task.userCap), task.scan);
 try {
   const newlines = task.gzip ? await gzip(task, scanner) : await plain(task, scanner);
-  const result: TaskResult = { agg: packAggregate(scanner.agg), counts: scanner.counts, newlines };
-  parentPort!.postMessage({ result }, [result.agg.counts.buffer as ArrayBuffer]);
+  const n = normaliseAggregate(scanner.agg, task.norm);
+  const agg = n.agg.pack();
+  const result: TaskResult = { agg, norm: n.report, counts: scanner.counts, newlines };
+  parentPort!.postMessage({ result }, [agg.counts.buffer, agg.devs.buffer, agg.users.buffer] as ArrayBuffer[]);
 } catch (e) {
   parentPort!.postMessage({ error: (e as Error).message });
 }
