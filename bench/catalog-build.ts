@@ -49,8 +49,8 @@ async function generate(file: string): Promise<void> {
     const a = zipf(r, APPS);
     const app = apps[a]!;
     // Each application talks to its own Zipf-ranked handful of domains and hosts, as real software does.
-    // Four in ten accesses go to domains every application shares (CDNs, clouds, vendors' APIs).
-    const d = r(10) < 4 ? zipf(r, 2000) : (zipf(r, 25) * 7919 + a * 104_729) % DOMAINS;
+    // Three in ten accesses go to a few hundred domains every application shares (CDNs, clouds, vendors' APIs).
+    const d = r(10) < 3 ? zipf(r, 300) : (zipf(r, 25) * 7919 + a * 104_729) % DOMAINS;
     const host = r(4) === 0 ? domain(d) : `${SUBS[(d + zipf(r, SUBS.length)) % SUBS.length]}${r(100) === 0 ? r(20) : ''}.${domain(d)}`;
     const ip = `${(d >> 8) % 200 + 20}.${d & 255}.${r(2)}.${(d * 31) % 250 + 1}`;
     const ipOnly = r(10) < 3;

@@ -92,16 +92,27 @@ export class Aggregate {
   /** Adds every entry of `from` (results of parallel workers). */
   merge(from: Aggregate | PackedAggregate): void {
     const src = from instanceof Aggregate ? from : unpack(from, this.devCap, this.userCap);
-    for (let j = 0; j < src.size; j++) this.addFrom(src.keys[j]!, src, j);
+    for (let j = 0; j < src.size; j++) if (src.count(j) >= 0) this.addFrom(src.keys[j]!, src, j);
+  }
+
+  /** Removes entry i (its count becomes -1; pack() and merge() skip it). */
+  drop(i: number): void {
+    this.counts[i] = -1;
   }
 
   /** A few flat values for the trip between threads: far cheaper to clone than a Map. */
   pack(): PackedAggregate {
-    const n = this.size;
-    return {
-      keys: this.keys.join('\n'), counts: this.counts.slice(0, n),
-      devs: this.devs.slice(0, n * (this.devCap > 1 ? this.devCap : 0)), users: this.users.slice(0, n * (this.userCap > 1 ? this.userCap : 0)),
-    };
+    const live: number[] = [];
+    for (let i = 0; i < this.size; i++) if (this.counts[i]! >= 0) live.push(i);
+    const dc = this.devCap > 1 ? this.devCap : 0;
+    const uc = this.userCap > 1 ? this.userCap : 0;
+    const p: PackedAggregate = { keys: live.map((i) => this.keys[i]).join('\n'), counts: new Float64Array(live.length), devs: new Int32Array(live.length * dc), users: new Int32Array(live.length * uc) };
+    live.forEach((i, j) => {
+      p.counts[j] = this.counts[i]!;
+      if (dc) p.devs.set(this.devs.subarray(i * dc, (i + 1) * dc), j * dc);
+      if (uc) p.users.set(this.users.subarray(i * uc, (i + 1) * uc), j * uc);
+    });
+    return p;
   }
 }
 

@@ -43,7 +43,7 @@ export async function buildCatalog(o: BuildOptions): Promise<BuildResult> {
   if (o.workers !== undefined) read.workers = o.workers;
   if (o.minRangeBytes !== undefined) read.minRangeBytes = o.minRangeBytes;
   if (o.onProgress) read.onProgress = o.onProgress;
-  const { agg, reports, norm } = await readLogs(o.logs, read);
+  const { agg, reports } = await readLogs(o.logs, read);
   const bad = reports.filter((r) => r.malformed > 0);
   if (o.strict && bad.length) {
     throw new BuildError(`--strict: malformed lines:\n${bad.map((r) => r.firstBad.map((b) => `  ${r.file}:${b.line}: ${b.reason}`).join('\n') + (r.malformed > r.firstBad.length ? `\n  ${r.file}: ... ${r.malformed} in all` : '')).join('\n')}`);
@@ -51,7 +51,7 @@ export async function buildCatalog(o: BuildOptions): Promise<BuildResult> {
   const any = (f: (i: number) => number): boolean => { for (let i = 0; i < agg.size; i++) if (f(i)) return true; return false; };
   if (o.minDevices > 1 && agg.size && !any((i) => agg.deviceCount(i))) throw new BuildError(`--min-devices ${o.minDevices}: the logs have no device column`);
   if (o.minUsers > 1 && agg.size && !any((i) => agg.userCount(i))) throw new BuildError(`--min-users ${o.minUsers}: the logs have no user column`);
-  const { rules, steps } = refine(agg, { ...o, blockedApps, blockedPorts }, norm);
+  const { rules, steps } = refine(agg, { ...o, blockedApps, blockedPorts });
   Policy.compile(rules, 'passive-allow'); // the catalog must load; a failure here is a builder bug
   return { rules, files: reports, steps };
 }

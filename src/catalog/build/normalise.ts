@@ -1,23 +1,15 @@
 /**
  * Destinations in one form: host names lower-cased, without the trailing dot, IDN as punycode; IPs
- * canonical (IPv4-mapped IPv6 as IPv4); URLs kept or cut to their host. Private, loopback and
- * link-local destinations are dropped unless kept. Runs in each worker before results are merged.
+ * canonical (IPv4-mapped IPv6 as IPv4); URLs kept or cut to their host. Runs in each worker
+ * before results are merged.
  */
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
 import { parseEndpoint, parseIp } from '../../policy/index.js';
-import { Aggregate } from './aggregate.js';
+import type { Aggregate } from './aggregate.js';
 
 export interface NormaliseOptions {
-  keepPrivate: boolean;
   stripUrls: boolean;
-}
-
-export interface NormaliseReport {
-  entries: number;
-  privateDropped: number;
-  /** Reason -> entries dropped for it. */
-  invalid: Record<string, number>;
 }
 
 const PRIVATE_RANGES = new Set(['private', 'loopback', 'linkLocal', 'uniqueLocal', 'unspecified', 'carrierGradeNat', 'broadcast', 'multicast']);
@@ -52,38 +44,30 @@ export function normalise(dest: string, stripUrls: boolean): string | { invalid:
   return ascii;
 }
 
-/** The aggregate with canonical keys (variants merged); each distinct destination is normalised once. */
-export function normaliseAggregate(agg: Aggregate, o: NormaliseOptions): { agg: Aggregate; report: NormaliseReport } {
-  const out = new Aggregate(agg.devCap, agg.userCap);
-  const report: NormaliseReport = { entries: agg.size, privateDropped: 0, invalid: {} };
-  const norm = new Map<string, string | { invalid: string } | null>(); // null: private
-  for (let j = 0; j < agg.size; j++) {
+/**
+ * Gives every entry its canonical key, in place (variants merge; each distinct destination is
+ * normalised once). An entry whose destination is invalid moves to the key "!<reason>\t<key>", so
+ * the main thread counts distinct invalid entries across workers; private destinations are dropped
+ * by the refinement on the main thread, for the same reason.
+ */
+export function normaliseAggregate(agg: Aggregate, o: NormaliseOptions): void {
+  const norm = new Map<string, string | { invalid: string }>();
+  const n = agg.size;
+  for (let j = 0; j < n; j++) {
     const key = agg.keys[j]!;
     const t1 = key.indexOf('\t');
     const t2 = key.indexOf('\t', t1 + 1);
-    if (key.charCodeAt(0) !== 47 /* / */) {
-      report.invalid['application not an absolute path'] = (report.invalid['application not an absolute path'] ?? 0) + 1;
-      continue;
+    let to: string;
+    if (key.charCodeAt(0) !== 47 /* / */) to = `!application not an absolute path\t${key}`;
+    else {
+      const dest = key.slice(t1 + 1, t2);
+      let d = norm.get(dest);
+      if (d === undefined) norm.set(dest, (d = normalise(dest, o.stripUrls)));
+      if (typeof d !== 'string') to = `!${d.invalid}\t${key}`;
+      else if (d === dest) continue;
+      else to = `${key.slice(0, t1)}\t${d}${key.slice(t2)}`;
     }
-    const dest = key.slice(t1 + 1, t2);
-    let d = norm.get(dest);
-    if (d === undefined) {
-      d = normalise(dest, o.stripUrls);
-      if (typeof d === 'string' && !o.keepPrivate && isPrivate(d)) d = null;
-      norm.set(dest, d);
-    }
-    if (d === null) { report.privateDropped++; continue; }
-    if (typeof d !== 'string') { report.invalid[d.invalid] = (report.invalid[d.invalid] ?? 0) + 1; continue; }
-    // A port read as "0443" is the number 443: the key carries the number as written by Number().
-    const t3 = key.indexOf('\t', t2 + 1);
-    const port = String(Number(key.slice(t2 + 1, t3)));
-    out.addFrom(d === dest && port === key.slice(t2 + 1, t3) ? key : `${key.slice(0, t1)}\t${d}\t${port}${key.slice(t3)}`, agg, j);
+    agg.addFrom(to, agg, j);
+    agg.drop(j);
   }
-  return { agg: out, report };
-}
-
-export function mergeReports(into: NormaliseReport, from: NormaliseReport): void {
-  into.entries += from.entries;
-  into.privateDropped += from.privateDropped;
-  for (const [k, v] of Object.entries(from.invalid)) into.invalid[k] = (into.invalid[k] ?? 0) + v;
 }

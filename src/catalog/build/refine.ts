@@ -38,7 +38,7 @@ interface Entry {
   count: number;
 }
 
-import { isIp, type NormaliseReport } from './normalise.js';
+import { isIp, isPrivate } from './normalise.js';
 
 const keyOf = (e: Omit<Entry, 'a'>): string => `${e.app}\t${e.dest}\t${e.port}\t${e.proto}`;
 
@@ -50,16 +50,37 @@ function merge(into: Map<string, Entry>, e: Entry): void {
 }
 
 /**
- * `agg` has canonical keys already (normalised in the workers; `norm` says what that dropped).
+ * `agg` has canonical keys already (normalised in the workers); invalid entries are under "!reason" keys.
  * Order: noise filters, then ports, then wildcards, so a rare access never widens into a wildcard.
  */
-export function refine(agg: Aggregate, o: RefineOptions, norm: NormaliseReport): { rules: Rule[]; steps: StepReport[] } {
+export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps: StepReport[] } {
   const steps: StepReport[] = [];
   const note = (step: string, entries: number, detail: string): void => void steps.push({ step, entries, detail });
-  note('read', norm.entries, 'distinct (application, destination, port, protocol) as logged');
-  const invalid = Object.entries(norm.invalid).map(([r, n]) => `${n} ${r}`).join(', ') || 'nothing invalid';
-  note('normalise', agg.size + norm.privateDropped, `hosts lower-cased, IDN to punycode, IPs canonical${o.stripUrls ? ', URLs to hosts' : ''}, variants merged; ${invalid}`);
-  note('private', agg.size, o.keepPrivate ? 'kept (--keep-private)' : `${norm.privateDropped} private/loopback/link-local destinations dropped`);
+  // Invalid and private entries out first, counted once each (workers saw overlapping sets).
+  const invalid = new Map<string, number>();
+  const privateDests = new Map<string, boolean>();
+  let privateDropped = 0;
+  const live: number[] = [];
+  for (let i = 0; i < agg.size; i++) {
+    if (agg.count(i) < 0) continue;
+    const key = agg.keys[i]!;
+    if (key.charCodeAt(0) === 33 /* ! */) {
+      const why = key.slice(1, key.indexOf('\t'));
+      invalid.set(why, (invalid.get(why) ?? 0) + 1);
+      continue;
+    }
+    if (!o.keepPrivate) {
+      const t1 = key.indexOf('\t');
+      const dest = key.slice(t1 + 1, key.indexOf('\t', t1 + 1));
+      let p = privateDests.get(dest);
+      if (p === undefined) privateDests.set(dest, (p = isPrivate(dest)));
+      if (p) { privateDropped++; continue; }
+    }
+    live.push(i);
+  }
+  const bad = [...invalid].map(([r, n]) => `${n} ${r}`).join(', ') || 'nothing invalid';
+  note('normalise', live.length + privateDropped, `distinct (application, destination, port, protocol) after lower-casing hosts, IDN to punycode, canonical IPs${o.stripUrls ? ', URLs to hosts' : ''}; ${bad}`);
+  note('private', live.length, o.keepPrivate ? 'kept (--keep-private)' : `${privateDropped} private/loopback/link-local destinations dropped`);
 
   // 1. Noise: too rare, or seen on too few devices / by too few users. Entries become objects only
   //    once they pass.
@@ -67,7 +88,7 @@ export function refine(agg: Aggregate, o: RefineOptions, norm: NormaliseReport):
   let rare = 0;
   let fewDevices = 0;
   let fewUsers = 0;
-  for (let i = 0; i < agg.size; i++) {
+  for (const i of live) {
     const count = agg.count(i);
     if (count < o.minCount) { rare++; continue; }
     if (o.minDevices > 1 && agg.deviceCount(i) < o.minDevices) { fewDevices++; continue; }
@@ -78,7 +99,7 @@ export function refine(agg: Aggregate, o: RefineOptions, norm: NormaliseReport):
     const t3 = key.indexOf('\t', t2 + 1);
     m.set(key, { app: key.slice(0, t1), dest: key.slice(t1 + 1, t2), port: Number(key.slice(t2 + 1, t3)), proto: key.slice(t3 + 1), count });
   }
-  note('noise', m.size, `${agg.size - m.size} removed: ${rare} seen fewer than ${o.minCount} times, ${fewDevices} on fewer than ${o.minDevices} devices, ${fewUsers} by fewer than ${o.minUsers} users`);
+  note('noise', m.size, `${live.length - m.size} removed: ${rare} seen fewer than ${o.minCount} times, ${fewDevices} on fewer than ${o.minDevices} devices, ${fewUsers} by fewer than ${o.minUsers} users`);
 
   // 2. Many ports on one (app, destination): one rule for any port.
   if (o.maxPorts > 0) {

@@ -9,12 +9,13 @@ import { Worker } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { Aggregate } from './aggregate.js';
-import { mergeReports, normaliseAggregate, type NormaliseOptions, type NormaliseReport } from './normalise.js';
+import { normaliseAggregate, type NormaliseOptions } from './normalise.js';
 import { resolveColumns, type Mapping } from './columns.js';
 import type { LogFormat, ScanCounts, ScanOptions } from './scan.js';
 import type { Task, TaskResult } from './worker.js';
 
 export interface ReadOptions extends NormaliseOptions {
+  keepPrivate: boolean;
   mapping: Mapping;
   keepIps: boolean;
   /** Distinct devices / users to remember per access (the filters' thresholds). */
@@ -125,7 +126,7 @@ async function pool<T>(jobs: (() => Promise<T>)[], n: number): Promise<T[]> {
   return out;
 }
 
-function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: FileReport): NormaliseReport {
+function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: FileReport): void {
   const raw = new Aggregate(agg.devCap, agg.userCap);
   let db: Database.Database;
   try {
@@ -153,15 +154,13 @@ function readAuditStore(file: string, agg: Aggregate, o: ReadOptions, report: Fi
   } finally {
     db.close();
   }
-  const n = normaliseAggregate(raw, o);
-  agg.merge(n.agg);
-  return n.report;
+  normaliseAggregate(raw, o);
+  agg.merge(raw);
 }
 
 /** Reads every file into one aggregate; a report per file. Throws on a file that cannot be read at all. */
-export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: Aggregate; reports: FileReport[]; norm: NormaliseReport }> {
+export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: Aggregate; reports: FileReport[] }> {
   const agg = new Aggregate(o.keepDevices, o.keepUsers);
-  const norm: NormaliseReport = { entries: 0, privateDropped: 0, invalid: {} };
   const reports: FileReport[] = [];
   const workers = Math.max(1, o.workers ?? availableParallelism());
   const progress = o.onProgress ?? (() => {});
@@ -180,7 +179,7 @@ export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: 
     const report: FileReport = { file, format, bytes: size, lines: 0, accesses: 0, malformed: 0, outsideWindow: 0, ipsDropped: 0, firstBad: [] };
     reports.push(report);
     if (format === 'sqlite') {
-      mergeReports(norm, readAuditStore(file, agg, o, report));
+      readAuditStore(file, agg, o, report);
       progress(size, report.lines);
       continue;
     }
@@ -195,7 +194,7 @@ export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: 
       dataStart = hdr.end;
     }
     const firstDataLine = format === 'jsonl' ? 1 : 2;
-    const common = { norm: { keepPrivate: o.keepPrivate, stripUrls: o.stripUrls }, devCap: o.keepDevices, userCap: o.keepUsers };
+    const common = { norm: { stripUrls: o.stripUrls }, devCap: o.keepDevices, userCap: o.keepUsers };
     const tasks: Task[] = gz
       ? [{ file, start: 0, end: size, gzip: true, skipHeader: format !== 'jsonl', scan, ...common }]
       : (await cuts(file, dataStart, size, Math.max(1, Math.min(workers, Math.ceil((size - dataStart) / (o.minRangeBytes ?? MIN_RANGE))))))
@@ -205,12 +204,11 @@ export async function readLogs(files: string[], o: ReadOptions): Promise<{ agg: 
     let line = firstDataLine;
     for (const r of results) {
       agg.merge(r.agg);
-      mergeReports(norm, r.norm);
       for (const k of ['lines', 'accesses', 'malformed', 'outsideWindow', 'ipsDropped'] as const) report[k] += r.counts[k];
       // Worker line numbers count from 1 in their range: shift them to the file's numbering.
       for (const b of r.counts.firstBad) if (report.firstBad.length < 10) report.firstBad.push({ line: b.line + line - 1, reason: b.reason });
       line += r.newlines;
     }
   }
-  return { agg, reports, norm };
+  return { agg, reports };
 }

@@ -5,7 +5,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 import { Aggregate, type PackedAggregate } from './aggregate.js';
-import { normaliseAggregate, type NormaliseOptions, type NormaliseReport } from './normalise.js';
+import { normaliseAggregate, type NormaliseOptions } from './normalise.js';
 import { LineScanner, type ScanOptions } from './scan.js';
 
 export interface Task {
@@ -24,7 +24,6 @@ export interface Task {
 
 export interface TaskResult {
   agg: PackedAggregate;
-  norm: NormaliseReport;
   counts: LineScanner['counts'];
   /** Newlines in the range: where the next range's line numbers start. */
   newlines: number;
@@ -115,9 +114,9 @@ const task = workerData as Task;
 const scanner = new LineScanner(new Aggregate(task.devCap, task.userCap), task.scan);
 try {
   const newlines = task.gzip ? await gzip(task, scanner) : await plain(task, scanner);
-  const n = normaliseAggregate(scanner.agg, task.norm);
-  const agg = n.agg.pack();
-  const result: TaskResult = { agg, norm: n.report, counts: scanner.counts, newlines };
+  normaliseAggregate(scanner.agg, task.norm);
+  const agg = scanner.agg.pack();
+  const result: TaskResult = { agg, counts: scanner.counts, newlines };
   parentPort!.postMessage({ result }, [agg.counts.buffer, agg.devs.buffer, agg.users.buffer] as ArrayBuffer[]);
 } catch (e) {
   parentPort!.postMessage({ error: (e as Error).message });
