@@ -53,8 +53,15 @@ function merge(into: Map<string, Entry>, e: Entry): void {
  * `agg` has canonical keys already (normalised in the workers); invalid entries are under "!reason" keys.
  * Order: noise filters, then ports, then wildcards, so a rare access never widens into a wildcard.
  */
-export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps: StepReport[] } {
+export function refine(holder: { agg?: Aggregate }, o: RefineOptions): { rules: Rule[]; steps: StepReport[] } {
   const steps: StepReport[] = [];
+  const m = filter(holder.agg!, o, steps);
+  holder.agg = undefined; // from here on, only the entries that passed are kept
+  return generalise(m, o, steps);
+}
+
+/** Invalid, private and noise entries out; the rest become entries. */
+function filter(agg: Aggregate, o: RefineOptions, steps: StepReport[]): Map<string, Entry> {
   const note = (step: string, entries: number, detail: string): void => void steps.push({ step, entries, detail });
   // Invalid and private entries out first, counted once each (workers saw overlapping sets).
   const invalid = new Map<string, number>();
@@ -84,7 +91,7 @@ export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps
 
   // 1. Noise: too rare, or seen on too few devices / by too few users. Entries become objects only
   //    once they pass.
-  let m = new Map<string, Entry>();
+  const m = new Map<string, Entry>();
   let rare = 0;
   let fewDevices = 0;
   let fewUsers = 0;
@@ -100,6 +107,12 @@ export function refine(agg: Aggregate, o: RefineOptions): { rules: Rule[]; steps
     m.set(key, { app: key.slice(0, t1), dest: key.slice(t1 + 1, t2), port: Number(key.slice(t2 + 1, t3)), proto: key.slice(t3 + 1), count });
   }
   note('noise', m.size, `${live.length - m.size} removed: ${rare} seen fewer than ${o.minCount} times, ${fewDevices} on fewer than ${o.minDevices} devices, ${fewUsers} by fewer than ${o.minUsers} users`);
+  return m;
+}
+
+/** Ports, wildcards, blocked applications, then the rules. */
+function generalise(m: Map<string, Entry>, o: RefineOptions, steps: StepReport[]): { rules: Rule[]; steps: StepReport[] } {
+  const note = (step: string, entries: number, detail: string): void => void steps.push({ step, entries, detail });
 
   // 2. Many ports on one (app, destination): one rule for any port.
   if (o.maxPorts > 0) {

@@ -30,6 +30,7 @@ export interface TaskResult {
 }
 
 const CHUNK = 8 * 1024 * 1024;
+const SLICE = 64 * 1024;
 let reported = 0;
 let lastReport = 0;
 function progress(bytes: number, scanner: LineScanner, force = false): void {
@@ -65,12 +66,19 @@ async function plain(t: Task, scanner: LineScanner): Promise<number> {
         carry = filled;
         continue;
       }
-      // Cut after a newline, so no UTF-8 character is split.
-      const text = buf.toString('utf8', 0, last + 1);
-      scanner.feed(text, line);
-      const nl = countNewlines(text);
-      line += nl;
-      newlines += nl;
+      // Decode in slices of at most 64 KiB, each cut after a newline (so no UTF-8 character is
+      // split): strings that small live in V8's young generation and die cheaply, where one 8 MiB
+      // string per read goes to large-object space and piles up until a full GC (GiBs of RSS).
+      for (let from = 0; from <= last;) {
+        let to = from + SLICE >= last ? last : buf.lastIndexOf(10, from + SLICE);
+        if (to < from) to = buf.indexOf(10, from + SLICE) < 0 || buf.indexOf(10, from + SLICE) > last ? last : buf.indexOf(10, from + SLICE);
+        const text = buf.toString('utf8', from, to + 1);
+        scanner.feed(text, line);
+        const nl = countNewlines(text);
+        line += nl;
+        newlines += nl;
+        from = to + 1;
+      }
       carry = filled - (last + 1);
       buf.copy(buf, 0, last + 1, filled);
       progress(pos - t.start - carry, scanner);
