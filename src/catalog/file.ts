@@ -3,7 +3,7 @@
  * binary). The format is recognised from the content, the encoding from the content on read and
  * from the file extension on write.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import * as plist from 'plist';
 import { z } from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
@@ -134,6 +134,7 @@ function tollgateJson(doc: { rules: Rule[] }): string {
 
 /** Drop absent optional fields (PLIST has no null/undefined). */
 function clean(r: Rule): Rule {
+  if (!Object.values(r).includes(undefined)) return r;
   return Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)) as unknown as Rule;
 }
 
@@ -142,5 +143,19 @@ export function encodingFor(path: string): Encoding {
 }
 
 export async function writeCatalog(path: string, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
-  await writeFile(path, serializeCatalog(rules, opts));
+  if (opts.format !== 'tollgate' || opts.encoding !== 'json' || rules.length < 10_000) return writeFile(path, serializeCatalog(rules, opts));
+  // Large Tollgate JSON: the same bytes as serializeCatalog(), written in pieces, so a catalog of a
+  // million rules never exists as one string (and again as one buffer) in memory.
+  const fh = await open(path, 'w');
+  try {
+    const head = JSON.stringify({ format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}) }, null, 2).slice(0, -2);
+    await fh.write(`${head},\n  "rules": [\n`);
+    for (let i = 0; i < rules.length; i += 10_000) {
+      const part = rules.slice(i, i + 10_000).map((r) => '    ' + JSON.stringify(clean(r))).join(',\n');
+      await fh.write(part + (i + 10_000 < rules.length ? ',\n' : '\n'));
+    }
+    await fh.write('  ]\n}\n');
+  } finally {
+    await fh.close();
+  }
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, describe, test } from 'node:test';
 import { buildCatalog, presetMapping, type BuildOptions } from '../../src/catalog/build/index.js';
-import { serializeCatalog } from '../../src/catalog/index.js';
+import { serializeCatalog, writeCatalog } from '../../src/catalog/index.js';
 import { Policy, type Rule } from '../../src/policy/index.js';
 import { AuditStore } from '../../src/store/audit.js';
 
@@ -192,6 +192,13 @@ describe('catalog build: inputs', () => {
       assert.equal(v.action, c >= 10 ? 'allow' : 'block', `${k} seen ${c} times`);
     }
   });
+});
+
+test('a large catalog is written in pieces, byte for byte what serializeCatalog gives', async () => {
+  const rules: Rule[] = Array.from({ length: 25_001 }, (_, i) => ({ id: `r${i}`, action: i % 2 ? 'allow' : 'block', application: `/opt/a${i % 97}`, endpoint: `h${i}.example.com`, ...(i % 3 ? { port: 443 } : {}) }));
+  const f = join(dir, 'large.json');
+  await writeCatalog(f, rules, { format: 'tollgate', encoding: 'json', mode: 'ask' });
+  assert.ok(readFileSync(f).equals(Buffer.from(serializeCatalog(rules, { format: 'tollgate', encoding: 'json', mode: 'ask' }))));
 });
 
 describe('catalog CLI', () => {

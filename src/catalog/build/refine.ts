@@ -184,6 +184,7 @@ function generalise(m: Map<string, Entry>, o: RefineOptions, steps: StepReport[]
     if (e.proto) r.protocol = e.proto as 'tcp' | 'udp';
     return r;
   });
+  m.clear(); // the entries are rules now
   const rules = [...blocks.sort((a, b) => (a.id < b.id ? -1 : 1)), ...allows];
   note('rules', rules.length, `${allows.length} allow, ${blocks.length} block`);
   return { rules, steps };
