@@ -123,14 +123,13 @@ function generalise(m: Map<string, Entry>, o: RefineOptions, steps: StepReport[]
       if (!s) ports.set(k, (s = new Set()));
       s.add(e.port);
     }
-    const next = new Map<string, Entry>();
+    // Changed in place: only the entries that move are taken out and merged back.
+    const moving: [string, Entry][] = [];
+    for (const [k, e] of m) if (e.port && ports.get(`${e.app}\t${e.dest}\t${e.proto}`)!.size > o.maxPorts) moving.push([k, e]);
+    for (const [k] of moving) m.delete(k);
+    for (const [, e] of moving) merge(m, { ...e, port: 0 });
     let collapsed = 0;
-    for (const e of m.values()) {
-      const many = ports.get(`${e.app}\t${e.dest}\t${e.proto}`)!.size > o.maxPorts;
-      merge(next, many ? { ...e, port: 0 } : e);
-    }
     for (const s of ports.values()) if (s.size > o.maxPorts) collapsed++;
-    m = next;
     note('ports', m.size, `${collapsed} (application, destination) pairs on more than ${o.maxPorts} ports now allow any port`);
   }
 
@@ -149,15 +148,16 @@ function generalise(m: Map<string, Entry>, o: RefineOptions, steps: StepReport[]
       if (!s) subs.set(k, (s = new Set()));
       s.add(e.dest);
     }
-    const next = new Map<string, Entry>();
     let domains = 0;
     let hosts = 0;
     for (const [k, s] of subs) if (s.size > o.wildcardAfter) { domains++; hosts += s.size; } else subs.delete(k);
-    for (const e of m.values()) {
+    const moving: [string, Entry, string][] = [];
+    for (const [k, e] of m) {
       const dom = domainOf.get(e.dest);
-      merge(next, dom && dom !== e.dest && subs.has(`${e.app}\t${dom}`) ? { ...e, dest: `*.${dom}` } : e);
+      if (dom && dom !== e.dest && subs.has(`${e.app}\t${dom}`)) moving.push([k, e, dom]);
     }
-    m = next;
+    for (const [k] of moving) m.delete(k);
+    for (const [, e, dom] of moving) merge(m, { ...e, dest: `*.${dom}` });
     note('wildcards', m.size, `${hosts} host names under ${domains} domains became *.domain (more than ${o.wildcardAfter} subdomains per application)`);
   }
 
