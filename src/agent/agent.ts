@@ -277,6 +277,7 @@ export class Agent {
       if (proc?.appId) app.id = proc.appId;
       if (proc?.script) app.script = proc.script;
       if (proc?.user) app.user = proc.user;
+      if (proc?.groups.length) app.groups = proc.groups;
       if (!proc && uid !== undefined) app.uid = uid;
       const flow: Flow = { app, remote: { ip: t.dst, hostnames: this.dns.namesOf(t.dst) }, port: t.dport, protocol: t.protocol };
       const v = this.decideScript(flow);

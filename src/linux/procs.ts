@@ -18,6 +18,8 @@ export interface ProcessInfo {
   cmdline: string[];
   uid: number;
   user?: string;
+  /** Names of the process's groups (primary and supplementary), for group-scoped rules. */
+  groups: string[];
   /** systemd unit, Flatpak or snap app, from /proc/pid/cgroup. */
   appId?: string;
   /** For interpreters (node, python, java, ...), the absolute path of the script it runs. */
@@ -77,6 +79,21 @@ function userName(uid: number): string | undefined {
   return userNames.get(uid);
 }
 
+let groupNames: Map<number, string> | undefined;
+/** Group names by gid from /etc/group, read once (numbers stand for groups it does not name). */
+function groupsOf(gids: number[]): string[] {
+  if (!groupNames) {
+    groupNames = new Map();
+    try {
+      for (const l of readFileSync('/etc/group', 'utf8').split('\n')) {
+        const [name, , gid] = l.split(':');
+        if (name && gid) groupNames.set(Number(gid), name);
+      }
+    } catch { /* no /etc/group: numbers only */ }
+  }
+  return [...new Set(gids)].map((g) => groupNames!.get(g) ?? String(g));
+}
+
 /** Reads what the policy needs about a live process, or null if it is gone or recycled. */
 export function readProcess(pid: number, expectStart?: number): ProcessInfo | null {
   try {
@@ -93,7 +110,9 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
     try { cwd = readlinkSync(`/proc/${pid}/cwd`); } catch { /* gone */ }
     // Read start again: if the pid was recycled while we read, the answer mixes two processes.
     if (startTime(pid) !== start) return null;
-    const info: ProcessInfo = { pid, start, path, cmdline, uid, user: userName(uid) };
+    const gid = Number(/^Gid:\s+([0-9]+)/m.exec(status)?.[1] ?? -1);
+    const supplementary = (/^Groups:\s*([0-9 ]*)$/m.exec(status)?.[1] ?? '').split(' ').filter(Boolean).map(Number);
+    const info: ProcessInfo = { pid, start, path, cmdline, uid, user: userName(uid), groups: groupsOf(gid >= 0 ? [gid, ...supplementary] : supplementary) };
     const appId = appIdFromCgroup(cgroup);
     if (appId) info.appId = appId;
     const script = scriptOf(path, cmdline, cwd);

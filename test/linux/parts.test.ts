@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { test } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { DnsNames } from '../../src/linux/dns.js';
 import { ruleSpecs } from '../../src/linux/netfilter.js';
 import { parsePacket } from '../../src/linux/packet.js';
-import { appIdFromCgroup } from '../../src/linux/procs.js';
+import { appIdFromCgroup, readProcess } from '../../src/linux/procs.js';
 
 function ipv4Tcp(src: number[], sport: number, dst: number[], dport: number): Buffer {
   const b = Buffer.alloc(40);
@@ -72,4 +74,15 @@ test('netfilter rules: only new connections, loopback skipped unless asked, bypa
   assert.ok(!closed.includes('-o lo -j RETURN'));
   assert.ok(closed.includes('-m mark --mark 0x10/0x10 -j REJECT --reject-with icmp6-port-unreachable'));
   assert.ok(ruleSpecs({ ...o, failMode: 'closed' }, false).dns[0]!.includes('--queue-bypass'), 'DNS answers never wait for a dead agent');
+});
+
+test('a live process: executable, command line, user and groups; a recycled pid is refused', () => {
+  const me = readProcess(process.pid)!;
+  assert.equal(me.path, realpathSync(process.execPath));
+  assert.deepEqual(me.cmdline.slice(0, 1), [process.argv0]);
+  assert.equal(me.uid, process.getuid!());
+  assert.ok(me.groups.length > 0, 'at least the primary group');
+  const primary = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+  assert.ok(me.groups.includes(primary), `groups ${me.groups.join(',')} include ${primary}`);
+  assert.equal(readProcess(process.pid, me.start + 1), null, 'another start time is another process');
 });
