@@ -66,9 +66,9 @@ export class Agent {
   private readonly dns = new DnsNames();
   private store?: AuditWriter;
   private storeFailureReported = false;
-  /** 5-tuple -> verdict, for packets of a flow already judged. */
+  /** 5-tuple + socket inode -> verdict, for later packets of a flow already judged. */
   private readonly verdicts = new Map<string, { allow: boolean; until: number }>();
-  /** 5-tuple -> packet ids waiting for the first packet's verdict. */
+  /** Same key -> packet ids waiting for the first packet's verdict (monitor mode: none). */
   private readonly pending = new Map<string, number[]>();
   private watcher?: FSWatcher;
   private sweeper?: NodeJS.Timeout;

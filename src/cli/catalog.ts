@@ -1,5 +1,5 @@
 /** `tollgate catalog build | diff | stats`. */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { catalogStats, diffCatalogs, encodingFor, readCatalog, writeCatalog } from '../catalog/index.js';
@@ -99,7 +99,6 @@ export function catalogCommands(program: Command): void {
         : undefined;
       let lines = 0;
       let done = 0;
-      const { stat } = await import('node:fs/promises');
       const total = (await Promise.all(o.logs.map((f) => stat(f).then((s) => s.size, () => 0)))).reduce((a, b) => a + b, 0);
       bar?.start(Math.max(1, Math.round(total / 1e6)), 0, { done: 0, size: Math.round(total / 1e6), lines: 0, rate: 0 });
       try {

@@ -71,10 +71,6 @@ export class DnsNames {
     return out;
   }
 
-  get size(): number {
-    return this.byIp.size;
-  }
-
   /** Drops expired entries; called periodically so the map stays bounded. */
   sweep(now = Date.now()): void {
     for (const ip of [...this.byIp.keys()]) this.namesOf(ip, now);

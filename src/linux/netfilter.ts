@@ -93,14 +93,3 @@ export function installRules(o: NetfilterOptions): void {
     throw e;
   }
 }
-
-/** True if any Tollgate rule is installed (iptables-nft-save shows it). */
-export function rulesInstalled(): boolean {
-  return ['iptables-nft-save', 'ip6tables-nft-save'].some((t) => {
-    try {
-      return execFileSync(t, { encoding: 'utf8' }).includes('TOLLGATE-');
-    } catch {
-      return false;
-    }
-  });
-}

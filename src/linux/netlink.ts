@@ -39,7 +39,6 @@ export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 export const NLM_F_REQUEST = 1;
 export const NLM_F_ACK = 4;
-export const NLA_F_NESTED = 0x8000;
 
 export class NetlinkError extends Error {
   constructor(what: string, readonly errno: number) {
@@ -119,10 +118,6 @@ export class NetlinkSocket {
       if (e === ENOBUFS) return 0; // the kernel dropped messages for us; fail-open covers them
       throw new NetlinkError('netlink recv', e);
     }
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 
   close(): void {

@@ -2,9 +2,10 @@
  * From a socket inode to the process that owns it, and what the policy needs to know about it.
  *
  * A full /proc/<pid>/fd scan costs ~20 ms with 600 processes, so it never runs per packet on the
- * event loop: lookups are answered from a live inode -> pid map, and a miss waits for one
- * asynchronous scan that serves every miss queued meanwhile. A scan reads new processes first
- * (a fresh `curl` is found at once), then those of the socket's uid, then the rest.
+ * event loop: lookups are answered from a live inode -> pid map; the misses of one event-loop turn
+ * first re-read the fds of the few processes that owned the latest sockets, and what is left waits
+ * for one asynchronous scan that serves every miss queued meanwhile. A scan reads new processes
+ * first (a fresh `curl` is found at once), then those of the socket's uid, then the rest.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { readdir, readlink } from 'node:fs/promises';
@@ -25,6 +26,10 @@ export interface ProcessInfo {
   /** For interpreters (node, python, java, ...), the absolute path of the script it runs. */
   script?: string;
 }
+
+/** The real uid or gid in the text of /proc/pid/status, -1 if absent. */
+const ID_LINE = { Uid: /^Uid:\s+([0-9]+)/m, Gid: /^Gid:\s+([0-9]+)/m };
+const idIn = (status: string, field: 'Uid' | 'Gid'): number => Number(ID_LINE[field].exec(status)?.[1] ?? -1);
 
 const INTERPRETERS = /^(node|nodejs|deno|bun|python[0-9.]*|perl|ruby|php[0-9.]*|java|bash|sh|dash|zsh)$/;
 
@@ -103,14 +108,14 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     if (cmdline[cmdline.length - 1] === '') cmdline.pop();
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const uid = Number(/^Uid:\s+([0-9]+)/m.exec(status)?.[1] ?? -1);
+    const uid = idIn(status, 'Uid');
     let cgroup = '';
     try { cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8'); } catch { /* no cgroup v2 */ }
     let cwd = '/';
     try { cwd = readlinkSync(`/proc/${pid}/cwd`); } catch { /* gone */ }
     // Read start again: if the pid was recycled while we read, the answer mixes two processes.
     if (startTime(pid) !== start) return null;
-    const gid = Number(/^Gid:\s+([0-9]+)/m.exec(status)?.[1] ?? -1);
+    const gid = idIn(status, 'Gid');
     const supplementary = (/^Groups:\s*([0-9 ]*)$/m.exec(status)?.[1] ?? '').split(' ').filter(Boolean).map(Number);
     const info: ProcessInfo = { pid, start, path, cmdline, uid, user: userName(uid), groups: groupsOf(gid >= 0 ? [gid, ...supplementary] : supplementary) };
     const appId = appIdFromCgroup(cgroup);
@@ -125,7 +130,7 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
 
 function procUid(pid: number): number {
   try {
-    return Number(/^Uid:\s+([0-9]+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1);
+    return idIn(readFileSync(`/proc/${pid}/status`, 'utf8'), 'Uid');
   } catch {
     return -1;
   }
@@ -229,21 +234,21 @@ export class ProcessResolver {
       const uids = new Set(batch.map((w) => w.uid));
       const pids = readdirSync('/proc').filter((d) => d.charCodeAt(0) <= 57).map(Number).filter((n) => n > 0);
       const procs = new Map<number, { start: number; uid: number }>();
-      const fresh: number[] = [];
+      const fresh = new Set<number>();
       for (const pid of pids) {
         const old = this.procs.get(pid);
         if (old) { procs.set(pid, old); continue; }
         const start = startTime(pid);
         if (start === null) continue;
         procs.set(pid, { start, uid: procUid(pid) });
-        fresh.push(pid);
+        fresh.add(pid);
       }
       this.procs = procs;
-      const older = pids.filter((p) => procs.has(p) && !fresh.includes(p));
+      const older = pids.filter((p) => procs.has(p) && !fresh.has(p));
       const sameUid = older.filter((p) => uids.has(procs.get(p)!.uid));
       const others = older.filter((p) => !uids.has(procs.get(p)!.uid));
       const wanted = new Set(batch.map((w) => w.inode));
-      for (const group of [fresh, sameUid, others]) {
+      for (const group of [[...fresh], sameUid, others]) {
         await Promise.all(group.map((pid) => this.scanPid(pid, procs.get(pid)!.start, wanted)));
         if ([...wanted].every((i) => this.inodes.has(i))) break;
       }
