@@ -7,6 +7,17 @@
  */
 
 /** Key: app \t destination \t port \t protocol ('' = any). Destination is a host name or an IP. */
+export function keyOf(app: string, dest: string, port: number | string, proto: string): string {
+  return `${app}\t${dest}\t${port}\t${proto}`;
+}
+
+export function splitKey(key: string): { app: string; dest: string; port: number; proto: string } {
+  const t1 = key.indexOf('\t');
+  const t2 = key.indexOf('\t', t1 + 1);
+  const t3 = key.indexOf('\t', t2 + 1);
+  return { app: key.slice(0, t1), dest: key.slice(t1 + 1, t2), port: Number(key.slice(t2 + 1, t3)), proto: key.slice(t3 + 1) };
+}
+
 export class Aggregate {
   private readonly index = new Map<string, number>();
   keys: string[] = [];

@@ -6,7 +6,7 @@
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
 import { parseEndpoint, parseIp } from '../../policy/index.js';
-import type { Aggregate } from './aggregate.js';
+import { keyOf, splitKey, type Aggregate } from './aggregate.js';
 
 export interface NormaliseOptions {
   stripUrls: boolean;
@@ -55,17 +55,15 @@ export function normaliseAggregate(agg: Aggregate, o: NormaliseOptions): void {
   const n = agg.size;
   for (let j = 0; j < n; j++) {
     const key = agg.keys[j]!;
-    const t1 = key.indexOf('\t');
-    const t2 = key.indexOf('\t', t1 + 1);
     let to: string;
     if (key.charCodeAt(0) !== 47 /* / */) to = `!application not an absolute path\t${key}`;
     else {
-      const dest = key.slice(t1 + 1, t2);
-      let d = norm.get(dest);
-      if (d === undefined) norm.set(dest, (d = normalise(dest, o.stripUrls)));
+      const k = splitKey(key);
+      let d = norm.get(k.dest);
+      if (d === undefined) norm.set(k.dest, (d = normalise(k.dest, o.stripUrls)));
       if (typeof d !== 'string') to = `!${d.invalid}\t${key}`;
-      else if (d === dest) continue;
-      else to = `${key.slice(0, t1)}\t${d}${key.slice(t2)}`;
+      else if (d === k.dest) continue;
+      else to = keyOf(k.app, d, k.port, k.proto);
     }
     agg.addFrom(to, agg, j);
     agg.drop(j);
