@@ -9,10 +9,10 @@ import { buildCatalog, presetMapping, type BuildOptions } from '../../src/catalo
 import { serializeCatalog, writeCatalog } from '../../src/catalog/index.js';
 import { Policy, type Rule } from '../../src/policy/index.js';
 import { AuditStore } from '../../src/store/audit.js';
+import { DATA, NO_DATA } from '../data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-build-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const DATA = join(import.meta.dirname, '../../../../shared/data/nuappfirewall');
 const MAIN = join(import.meta.dirname, '../../src/cli/main.js');
 
 let n = 0;
@@ -160,7 +160,7 @@ describe('catalog build: inputs', () => {
     assert.deepEqual((await buildCatalog(opts([gz]))).files[0]!.firstBad.map((b) => b.line), [1001, 2501]);
   });
 
-  test('the real Cortex XDR sample with NuAppFirewall\'s blocked apps and ports', async () => {
+  test('the real Cortex XDR sample with NuAppFirewall\'s blocked apps and ports', { skip: NO_DATA }, async () => {
     const r = await buildCatalog(opts([join(DATA, 'catalog_edr-log-ex.tsv')], {
       mapping: presetMapping('cortex-xdr'), blockedAppsFile: join(DATA, 'catalog_block-applications.csv'), blockedPortsFile: join(DATA, 'catalog_block_ports.txt'),
     }));
@@ -230,6 +230,9 @@ describe('catalog CLI', () => {
       assert.fail('expected a failure');
     };
     assert.match(fail(['build', '--logs', join(dir, 'none.tsv'), '--out', join(dir, 'x.json')]), /none\.tsv: cannot read \(ENOENT\)/);
+    const missingApps = fail(['build', '--logs', file('ok2.tsv', tsv()), '--blocked', join(dir, 'none.csv'), '--out', join(dir, 'x.json')]);
+    assert.match(missingApps, /none\.csv: cannot read \(ENOENT\)/);
+    assert.doesNotMatch(missingApps, /not a CSV/, 'a missing file is not called a bad CSV');
     assert.match(fail(['build', '--logs', file('nohead.tsv', 'a\tb\n1\t2\n'), '--out', join(dir, 'x.json')]), /the header has no column for app \(causality_actor_process_image_path\)/);
     assert.match(fail(['build', '--logs', file('ok.tsv', tsv()), '--out', join(dir, 'x.json'), '--format', 'nuapp', '--wildcard-after', '3']), /NuAppFirewall catalogs cannot hold \*\.domain rules/);
     assert.match(fail(['build', '--logs', file('g.tsv.gz', 'not gzip at all'), '--out', join(dir, 'x.json')]), /header has no column|not a readable gzip/);

@@ -21,9 +21,10 @@ async function text(file: string): Promise<string> {
 
 /** Reads `app,identifier` rows (header required). */
 export async function readBlockedApps(file: string): Promise<BlockedApp[]> {
+  const content = await text(file);
   let rows: Record<string, string>[];
   try {
-    rows = parse(await text(file), { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
+    rows = parse(content, { columns: true, skip_empty_lines: true, trim: true }) as Record<string, string>[];
   } catch (e) {
     throw new Error(`${file}: not a CSV file (${(e as Error).message})`);
   }
