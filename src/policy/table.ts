@@ -1,0 +1,128 @@
+/**
+ * The rules as decide() reads them: a rule is a number, its index, and what decide() checks of it
+ * lives in typed-array columns. A 250,000-rule catalog then costs its original rule objects plus a
+ * few bytes a rule, instead of a compiled object (and an endpoint object) per rule.
+ */
+import { levelOf, verdictFor, type ParsedRule } from './rules.js';
+import type { Flow, Level, Rule, Verdict } from './types.js';
+
+export const NONE = -1;
+const PROTO_MASK = 3; // flags bits 0-1: 0 any, 1 tcp, 2 udp
+const SCOPED = 4;
+const EXPIRES = 8;
+const LEVELS: readonly Level[] = ['app-id', 'path', 'prefix', 'any'];
+
+interface Scope {
+  users: ReadonlySet<string> | null;
+  groups: ReadonlySet<string> | null;
+}
+
+/**
+ * Rule references as stored in the index: a rule index (>= 0), or several rules sharing one key as
+ * -2 - (position in `lists`), each list sorted by precedence so its first applicable rule is its best.
+ */
+export class RuleTable {
+  readonly raw: Rule[] = [];
+  /**
+   * Two ints a rule, side by side so that checking a candidate costs one cache line:
+   * [2i] the port range as lo | hi << 16 (0 = any port);
+   * [2i+1] rank << 8 | flags, where rank = score * 2 + (block ? 1 : 0) (higher wins, so block beats
+   * allow at equal score) and flags = PROTO_MASK, SCOPED, EXPIRES bits and the level's index in LEVELS from bit 4.
+   */
+  private readonly info: Int32Array;
+  readonly expires = new Map<number, number>();
+  readonly scopes = new Map<number, Scope>();
+  readonly hrefs = new Map<number, string>();
+  readonly lists: number[][] = [];
+  /** Made on first use, then returned as is: no allocation per decision, no memory for unused rules. */
+  private readonly verdicts: (Verdict | undefined)[];
+
+  constructor(size: number) {
+    this.info = new Int32Array(size * 2);
+    this.verdicts = new Array<Verdict | undefined>(size).fill(undefined); // filled: a sparse array would fall back to a dictionary
+  }
+
+  add(c: ParsedRule): number {
+    const i = this.raw.length;
+    this.raw.push(c.rule);
+    this.info[2 * i] = c.portLo === 0 ? 0 : c.portLo | (c.portHi << 16);
+    let f = c.proto | (LEVELS.indexOf(levelOf(c.app)) << 4);
+    if (c.expiresAt !== Infinity) {
+      f |= EXPIRES;
+      this.expires.set(i, c.expiresAt);
+    }
+    if (c.users !== null || c.groups !== null) {
+      f |= SCOPED;
+      this.scopes.set(i, { users: c.users, groups: c.groups });
+    }
+    if (c.endpoint.kind === 'url') this.hrefs.set(i, c.endpoint.href);
+    this.info[2 * i + 1] = ((c.score * 2 + (c.action === 'block' ? 1 : 0)) << 8) | f;
+    return i;
+  }
+
+  /** The reference that adds rule `i` to `ref` (NONE for no rule yet). */
+  join(ref: number, i: number): number {
+    if (ref === NONE) return i;
+    if (ref >= 0) {
+      this.lists.push([ref, i]);
+      return -1 - this.lists.length;
+    }
+    this.lists[-2 - ref]!.push(i);
+    return ref;
+  }
+
+  /** The rules of a reference, best first (allocates: for the rare URL rules only). */
+  members(ref: number): readonly number[] {
+    return ref === NONE ? [] : ref >= 0 ? [ref] : this.lists[-2 - ref]!;
+  }
+
+  sortLists(): void {
+    for (const l of this.lists) l.sort((x, y) => this.rank(y) - this.rank(x));
+  }
+
+  private rank(i: number): number {
+    return this.info[2 * i + 1]! >> 8;
+  }
+
+  level(i: number): Level {
+    return LEVELS[(this.info[2 * i + 1]! >> 4) & 15]!;
+  }
+
+  verdict(i: number): Verdict {
+    return this.verdicts[i] ?? (this.verdicts[i] = verdictFor(this.raw[i]!, this.level(i)));
+  }
+
+  /** Better of two candidates: higher rank (score, then block over allow). */
+  better(a: number, b: number): number {
+    if (a === NONE) return b;
+    if (b === NONE) return a;
+    return this.rank(b) > this.rank(a) ? b : a;
+  }
+
+  /** The first applicable rule of a reference, which is its best. */
+  first(ref: number, flow: Flow, now: number): number {
+    if (ref >= 0) return this.applies(ref, flow, now) ? ref : NONE;
+    if (ref === NONE) return NONE;
+    const l = this.lists[-2 - ref]!;
+    for (let k = 0; k < l.length; k++) if (this.applies(l[k]!, flow, now)) return l[k]!;
+    return NONE;
+  }
+
+  applies(i: number, flow: Flow, now: number): boolean {
+    const ports = this.info[2 * i]!;
+    if (ports !== 0 && (flow.port < (ports & 0xffff) || flow.port > ports >>> 16)) return false;
+    const f = this.info[2 * i + 1]!;
+    const proto = f & PROTO_MASK;
+    if (proto !== 0 && proto !== (flow.protocol === 'tcp' ? 1 : 2)) return false;
+    if ((f & EXPIRES) !== 0 && this.expires.get(i)! <= now) return false;
+    if ((f & SCOPED) !== 0) return inScope(this.scopes.get(i)!, flow);
+    return true;
+  }
+}
+
+function inScope(s: Scope, flow: Flow): boolean {
+  const a = flow.app;
+  if (s.users && ((a.user !== undefined && s.users.has(a.user)) || (a.uid !== undefined && s.users.has(String(a.uid))))) return true;
+  if (s.groups && a.groups) for (const g of a.groups) if (s.groups.has(g)) return true;
+  return false;
+}
