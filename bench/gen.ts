@@ -93,5 +93,7 @@ export function flowsFor(rules: readonly Rule[], count: number, seed: number, sk
     }
     flows.push({ app, remote, port, protocol: 'tcp' });
   }
-  return flows;
+  // Flat strings, as the agent's flows carry (read from packets and /proc): template literals make
+  // cons strings, whose every comparison and character read walks the concatenation.
+  return JSON.parse(JSON.stringify(flows)) as Flow[];
 }
