@@ -12,9 +12,14 @@ export const TAG = { url: 1, host: 2, wild: 3, ip4: 4, ip6: 5, cidr4: 8, cidr6: 
 
 const EMPTY = 0; // app slots hold app + 1, so a zeroed table is empty
 
+/**
+ * Sized once: every rule adds at most one pair, so a table made for the rule count stays at most
+ * half full and needs no growing.
+ */
 export class PairTable {
-  private slots: Int32Array;
-  private mask: number;
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+  private readonly capacity: number;
   private count = 0;
 
   constructor(expected: number) {
@@ -22,6 +27,7 @@ export class PairTable {
     while (cap < expected * 2) cap *= 2; // load <= 1/2: short probe runs
     this.slots = new Int32Array(cap * 4);
     this.mask = cap - 1;
+    this.capacity = expected;
   }
 
   /** The value stored for the key, or -1. */
@@ -37,17 +43,17 @@ export class PairTable {
 
   /** Stores `value` for the key, replacing any value there. */
   set(app: number, tag: number, dest: number, value: number): void {
-    if ((this.count + 1) * 2 > this.mask + 1) this.grow();
     const s = this.slots;
     for (let i = hash(app, tag, dest) & this.mask; ; i = (i + 1) & this.mask) {
       const o = i * 4;
       const a = s[o]!;
       if (a === EMPTY) {
+        // a full table would make every later miss probe forever
+        if (++this.count > this.capacity) throw new Error(`PairTable: more than the ${this.capacity} pairs it was made for`);
         s[o] = app + 1;
         s[o + 1] = tag;
         s[o + 2] = dest;
         s[o + 3] = value;
-        this.count++;
         return;
       }
       if (a === app + 1 && s[o + 1] === tag && s[o + 2] === dest) {
@@ -55,24 +61,6 @@ export class PairTable {
         return;
       }
     }
-  }
-
-  /** Every stored value (for sorting rule lists after compile). */
-  *values(): Iterable<number> {
-    const s = this.slots;
-    for (let o = 0; o < s.length; o += 4) if (s[o] !== EMPTY) yield s[o + 3]!;
-  }
-
-  get bytes(): number {
-    return this.slots.byteLength;
-  }
-
-  private grow(): void {
-    const old = this.slots;
-    this.slots = new Int32Array(old.length * 2);
-    this.mask = this.mask * 2 + 1;
-    this.count = 0;
-    for (let o = 0; o < old.length; o += 4) if (old[o] !== EMPTY) this.set(old[o]! - 1, old[o + 1]!, old[o + 2]!, old[o + 3]!);
   }
 }
 
