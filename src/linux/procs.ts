@@ -239,7 +239,13 @@ export class ProcessResolver {
     let all = prev?.all ?? new Set<string>();
     if (missing > 0) {
       let fds: string[];
-      try { fds = readdirSync(`/proc/${pid}/fd`); } catch { this.hot = this.hot.filter((x) => x !== pid); return; }
+      try {
+        fds = readdirSync(`/proc/${pid}/fd`);
+      } catch {
+        this.hot = this.hot.filter((x) => x !== pid); // gone
+        this.fdsOf.delete(pid);
+        return;
+      }
       for (const fd of fds) if (missing > 0 && !tried.has(fd) && !all.has(fd)) read(fd);
       for (const fd of fds) if (missing > 0 && !tried.has(fd)) read(fd);
       all = new Set(fds);
