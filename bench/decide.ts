@@ -1,8 +1,9 @@
 /**
  * bench/decide: load + compile time, memory, and decide() throughput and latency on
  * (1) NuAppFirewall's real legacy catalog (153,128 endpoints) and (2) a generated 250,000-rule
- * catalog of realistic shape, each on three workloads (uniform, skewed, one machine's traffic). Each catalog is measured in a fresh child process so that peak RSS
- * is that catalog's own. Prints figures; asserts nothing.
+ * catalog of realistic shape, each on three workloads (uniform, skewed, one machine's traffic).
+ * Each catalog is measured in a fresh child process so that peak RSS is that catalog's own.
+ * Prints figures; asserts nothing.
  *
  *   npm run bench:decide            (or: node dist/bench/decide.js [--seconds 2])
  */
@@ -34,7 +35,7 @@ interface Result {
   floorNs: number;
 }
 
-/** Child: load one catalog file, then time decide() on two workloads. */
+/** Child: load one catalog file, then time decide() on each workload. */
 function run(file: string, name: string): Result[] {
   const t0 = performance.now();
   const data = readFileSync(file);
