@@ -30,10 +30,10 @@ export class RuleTable {
    * allow at equal score) and flags = PROTO_MASK, SCOPED, EXPIRES bits and the level's index in LEVELS from bit 4.
    */
   private readonly info: Int32Array;
-  readonly expires = new Map<number, number>();
-  readonly scopes = new Map<number, Scope>();
+  private readonly expires = new Map<number, number>();
+  private readonly scopes = new Map<number, Scope>();
   readonly hrefs = new Map<number, string>();
-  readonly lists: number[][] = [];
+  private readonly lists: number[][] = [];
   /** Made on first use, then returned as is: no allocation per decision, no memory for unused rules. */
   private readonly verdicts: (Verdict | undefined)[];
 
