@@ -9,10 +9,11 @@ import { readCatalog } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { installRules, removeRules } from '../linux/netfilter.js';
-import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, type QueuedPacket } from '../linux/nfqueue.js';
+import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, monotonicMs, type QueuedPacket } from '../linux/nfqueue.js';
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
 import { ReadLoop } from '../linux/readloop.js';
-import { ProcessResolver, type ProcessInfo } from '../linux/procs.js';
+import { ProcEvents } from '../linux/procevents.js';
+import { ProcessResolver, type ExitedProcess, type ProcessInfo } from '../linux/procs.js';
 import { SockDiag, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
 import { AuditWriter } from '../store/writer.js';
@@ -41,6 +42,8 @@ export interface AgentOptions {
 type Conn = Pick<Tuple, 'protocol' | 'src' | 'sport' | 'dst' | 'dport'>;
 
 const MONITOR_POLL_MS = 100;
+/** How long a packet whose socket is already closed waits for its process's exit event. */
+const EXIT_EVENT_WAIT_MS = 10;
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
 /** The identity of a connection whose process could not be found; rules can name it. */
@@ -60,6 +63,7 @@ export class Agent {
   private mode: Mode = 'passive-allow';
   private queue?: NfQueue;
   private dnsQueue?: NfQueue;
+  private events?: ProcEvents;
   private loop?: ReadLoop;
   private diag?: SockDiag;
   private readonly procs = new ProcessResolver();
@@ -91,6 +95,14 @@ export class Agent {
   async start(): Promise<void> {
     await this.loadPolicy();
     this.store = await AuditWriter.open(this.opts.db);
+    try {
+      this.events = await ProcEvents.start(
+        (events) => { for (const e of events) this.procs.onEvent(e); },
+        (e) => this.opts.log(`tollgate agent: WARNING: process events stopped: ${e.message}`),
+      );
+    } catch (e) {
+      this.opts.log(`tollgate agent: WARNING: ${(e as Error).message}; a program that connects and exits at once may be recorded as ${UNKNOWN_PROCESS} without its path`);
+    }
     if (this.opts.monitor) {
       this.diag = new SockDiag();
       this.poller = setInterval(() => this.poll(), MONITOR_POLL_MS);
@@ -146,6 +158,7 @@ export class Agent {
     await this.loop?.stop();
     this.queue?.close();
     this.dnsQueue?.close();
+    await this.events?.stop();
     this.diag?.close();
     await this.store?.close();
   }
@@ -179,10 +192,11 @@ export class Agent {
   }
 
   private onPackets(batch: QueuedPacket[]): void {
+    const readAt = monotonicMs(); // before every socket lookup of the batch
     for (const p of batch) {
       this.stats.packets++;
       try {
-        this.onPacket(p);
+        this.onPacket(p, readAt);
       } catch (e) {
         this.fail(p.id, e);
       }
@@ -202,7 +216,7 @@ export class Agent {
     else this.queue!.verdict(id, NF_REPEAT, this.opts.rejectMark);
   }
 
-  private onPacket(p: QueuedPacket): void {
+  private onPacket(p: QueuedPacket, readAt: number): void {
     const t = parsePacket(p.payload);
     if (!t) {
       // Only TCP SYNs and UDP reach the queue; what does not parse (a fragment) is not a new flow.
@@ -223,11 +237,17 @@ export class Agent {
     if (waiting) return void waiting.push(p.id);
     this.pending.set(key, [p.id]);
 
-    if (!owner) return this.judge(key, t, null, p.uid);
+    if (!owner) {
+      // The socket is gone already: its process closed it and is likely exiting. Give the exit event
+      // a moment to arrive so the record can name the program (these packets only wait that long).
+      if (!this.events || p.uid === undefined) return this.judge(key, t, null, p.uid, p.sentAfter);
+      setTimeout(() => this.judge(key, t, null, p.uid, p.sentAfter), EXIT_EVENT_WAIT_MS);
+      return;
+    }
     const known = this.procs.known(owner.inode);
     if (known) return this.judge(key, t, known, owner.uid);
     this.procs.resolve(owner.inode, owner.uid).then(
-      (info) => this.judge(key, t, info, owner.uid),
+      (info) => this.judge(key, t, info, owner.uid, readAt),
       (e: unknown) => this.failPending(key, e),
     );
   }
@@ -239,6 +259,7 @@ export class Agent {
    */
   private poll(): void {
     const diag = this.diag!;
+    const dumpedAt = monotonicMs();
     const seen = new Set<number>();
     for (const family of [4, 6] as const) {
       const listening = new Set(diag.dump(family, 'tcp', 1 << TCP_LISTEN).map((s) => s.sport));
@@ -253,7 +274,7 @@ export class Agent {
         this.observed.add(s.inode);
         const key = `monitor ${s.inode}`;
         this.pending.set(key, []);
-        this.procs.resolve(s.inode, s.uid).then((info) => this.judge(key, s, info, s.uid), (e: unknown) => this.failPending(key, e));
+        this.procs.resolve(s.inode, s.uid).then((info) => this.judge(key, s, info, s.uid, dumpedAt), (e: unknown) => this.failPending(key, e));
       }
     }
     for (const i of this.observed) if (!seen.has(i)) this.observed.delete(i);
@@ -269,8 +290,16 @@ export class Agent {
     this.pending.delete(key);
   }
 
-  private judge(key: string, t: Conn, proc: ProcessInfo | null, uid: number | undefined): void {
+  /**
+   * `aliveAfter` (CLOCK_MONOTONIC ms): a time at which the connection's process surely lived (the
+   * packet was sent after it, or its socket was seen after it), to name a process that exited
+   * before it was found.
+   */
+  private judge(key: string, t: Conn, proc: ProcessInfo | null, uid: number | undefined, aliveAfter = 0): void {
     try {
+      // Gone before found: decided as unknown-process (a guess must not pick the rule), but the
+      // record says which processes of that uid exited meanwhile, as the process events saw them.
+      const exited = proc ? undefined : uid === undefined ? [] : this.procs.exitedOwners(uid, aliveAfter);
       const app: AppIdentity = proc
         ? { path: proc.path, cmdline: proc.cmdline, pid: proc.pid, uid: proc.uid }
         : { id: UNKNOWN_PROCESS, path: UNKNOWN_PROCESS };
@@ -281,13 +310,13 @@ export class Agent {
       if (!proc && uid !== undefined) app.uid = uid;
       const flow: Flow = { app, remote: { ip: t.dst, hostnames: this.dns.namesOf(t.dst) }, port: t.dport, protocol: t.protocol };
       const v = this.decideScript(flow);
-      if (v.action !== 'ask') return this.apply(key, t, flow, v, proc === null);
+      if (v.action !== 'ask') return this.apply(key, t, flow, v, exited);
       void decideWithAsk(this.policy, flow, {
         // No dashboard yet: nobody answers, so the flow waits the timeout and gets the default.
         ask: () => new Promise<Action>(() => {}),
         timeoutMs: this.opts.askTimeoutMs,
         defaultAction: this.opts.askDefault,
-      }).then((av) => this.apply(key, t, flow, av, proc === null), (e: unknown) => this.failPending(key, e));
+      }).then((av) => this.apply(key, t, flow, av, exited), (e: unknown) => this.failPending(key, e));
     } catch (e) {
       this.failPending(key, e);
     }
@@ -307,7 +336,7 @@ export class Agent {
     return s.level === 'path' || s.level === 'prefix' ? { ...s, reason: `${s.reason} (script of ${flow.app.path})` } : v;
   }
 
-  private apply(key: string, t: Conn, flow: Flow, v: Verdict, exited: boolean): void {
+  private apply(key: string, t: Conn, flow: Flow, v: Verdict, exited?: ExitedProcess[]): void {
     const allow = v.action === 'allow';
     const ids = this.pending.get(key) ?? [];
     this.pending.delete(key);
@@ -326,7 +355,20 @@ export class Agent {
     if (a.script) row.script = a.script;
     if (a.uid !== undefined) row.uid = a.uid;
     if (a.id !== undefined) row.appId = a.id;
-    if (exited) row.exited = true;
+    if (exited) {
+      row.exited = true;
+      const paths = [...new Set(exited.map((x) => x.path ?? '?'))];
+      const [only] = exited;
+      if (paths.length === 1 && paths[0] !== '?') {
+        // Every process of that uid that exited meanwhile ran one program: that is the program.
+        row.path = paths[0]!;
+        if (only?.cmdline) row.cmdline = only.cmdline;
+      }
+      if (exited.length === 1 && only) row.pid = only.pid;
+      row.reason += exited.length
+        ? `; gone before it was found: ${exited.length} process(es) of uid ${a.uid} exited meanwhile, running ${paths.join(', ')}`
+        : '; gone before it was found';
+    }
     if (v.rule) row.ruleId = v.rule.id;
     this.store!.add(row);
     if (this.opts.verbose) {

@@ -6,6 +6,7 @@
  *
  * Netlink headers are host byte order; this file assumes a little-endian host (x86-64, arm64).
  */
+import { closeSync, openSync } from 'node:fs';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -18,16 +19,20 @@ const c = {
   close: libc.func('int close(int)'),
   poll: libc.func('int poll(void *, unsigned long, int)'),
   strerror: libc.func('const char *strerror(int)'),
+  setns: libc.func('int setns(int, int)'),
 };
 
 export const AF_NETLINK = 16;
 export const NETLINK_SOCK_DIAG = 4;
 export const NETLINK_NETFILTER = 12;
+export const NETLINK_CONNECTOR = 11;
+const CLONE_NEWNET = 0x40000000;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
+const SO_RCVTIMEO = 20;
 const SOL_NETLINK = 270;
 const NETLINK_NO_ENOBUFS = 5;
 const MSG_DONTWAIT = 0x40;
@@ -86,12 +91,20 @@ export function eachAttr(b: Buffer, off: number, end: number, fn: (type: number,
 export class NetlinkSocket {
   readonly fd: number;
   private closed = false;
+  private timeoutMs = 0;
 
-  constructor(protocol: number, opts: { rcvbuf?: number } = {}) {
+  /** `groups`: the multicast groups to join (a bit mask, as sockaddr_nl.nl_groups). */
+  constructor(protocol: number, opts: { rcvbuf?: number; groups?: number } = {}) {
     this.fd = check('socket(AF_NETLINK)', c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number);
     const addr = Buffer.alloc(12);
     addr.writeUInt16LE(AF_NETLINK, 0);
-    check('bind(AF_NETLINK)', c.bind(this.fd, addr, 12) as number);
+    addr.writeUInt32LE(opts.groups ?? 0, 8);
+    try {
+      check('bind(AF_NETLINK)', c.bind(this.fd, addr, 12) as number);
+    } catch (e) {
+      c.close(this.fd);
+      throw e;
+    }
     if (opts.rcvbuf) {
       const v = Buffer.alloc(4);
       v.writeInt32LE(opts.rcvbuf);
@@ -107,10 +120,25 @@ export class NetlinkSocket {
     check('netlink send', c.send(this.fd, b, len, 0) as number);
   }
 
+  /**
+   * Blocking receive for a thread of its own (a worker): waits up to `timeoutMs` for a message;
+   * 0 if none came. Never call it on the main thread.
+   */
+  recvWait(b: Buffer, timeoutMs: number): number {
+    if (this.timeoutMs !== timeoutMs) {
+      const tv = Buffer.alloc(16);
+      tv.writeBigInt64LE(BigInt(Math.floor(timeoutMs / 1000)), 0);
+      tv.writeBigInt64LE(BigInt((timeoutMs % 1000) * 1000), 8);
+      check('setsockopt(SO_RCVTIMEO)', c.setsockopt(this.fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) as number);
+      this.timeoutMs = timeoutMs;
+    }
+    return this.recvNow(b, 0);
+  }
+
   /** Non-blocking receive: the byte count, or 0 when nothing is waiting. */
-  recvNow(b: Buffer): number {
+  recvNow(b: Buffer, flags = MSG_DONTWAIT): number {
     for (;;) {
-      const n = c.recv(this.fd, b, b.length, MSG_DONTWAIT) as number;
+      const n = c.recv(this.fd, b, b.length, flags) as number;
       if (n >= 0) return n;
       const e = koffi.errno();
       if (e === EAGAIN) return 0;
@@ -124,6 +152,31 @@ export class NetlinkSocket {
     if (this.closed) return;
     this.closed = true;
     c.close(this.fd);
+  }
+}
+
+/**
+ * Runs `fn` with the calling thread in the network namespace of `nsPath` (e.g. /proc/1/ns/net),
+ * then moves the thread back. A socket made meanwhile stays in that namespace. setns() changes only
+ * the calling thread, and koffi's synchronous calls run on the main thread, where `fn` runs too.
+ */
+export function inNetns<T>(nsPath: string, fn: () => T): T {
+  const own = openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    const target = openSync(nsPath, 'r');
+    try {
+      check(`setns(${nsPath})`, c.setns(target, CLONE_NEWNET) as number);
+    } finally {
+      closeSync(target);
+    }
+    try {
+      return fn();
+    } finally {
+      // Failing to come back would leave the agent's main thread in the wrong namespace: fatal.
+      if ((c.setns(own, CLONE_NEWNET) as number) < 0) throw new NetlinkError('setns back to the agent\'s namespace', koffi.errno());
+    }
+  } finally {
+    closeSync(own);
   }
 }
 

@@ -35,7 +35,15 @@ export interface QueuedPacket {
   /** Owner of the sending socket, where the kernel knows it (locally generated packets). */
   uid?: number;
   gid?: number;
+  /**
+   * CLOCK_MONOTONIC ms at which the queue was last found empty before this packet was read: the
+   * packet was sent after it, so whoever sent it was alive then (see monotonicMs()).
+   */
+  sentAfter: number;
 }
+
+/** CLOCK_MONOTONIC in ms, the clock of the kernel's own event timestamps (libuv's hrtime reads it). */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 export interface QueueOptions {
   /** Bytes of each packet to copy to user space. */
@@ -52,6 +60,7 @@ export class NfQueue {
   private readonly rx = Buffer.alloc(256 * 1024);
   private readonly tx = Buffer.alloc(64);
   private seq = 1;
+  private emptyAt = monotonicMs();
 
   constructor(readonly num: number, private readonly opts: QueueOptions) {
     this.sock = new NetlinkSocket(NETLINK_NETFILTER, { rcvbuf: 8 * 1024 * 1024 });
@@ -98,24 +107,25 @@ export class NfQueue {
   drain(max: number, onPackets: (batch: QueuedPacket[]) => void): boolean {
     const batch: QueuedPacket[] = [];
     let full = false;
+    const sentAfter = this.emptyAt;
     for (;;) {
       if (batch.length >= max) { full = true; break; }
       const n = this.sock.recvNow(this.rx);
-      if (n === 0) break;
-      this.parse(this.rx, n, batch);
+      if (n === 0) { this.emptyAt = monotonicMs(); break; }
+      this.parse(this.rx, n, batch, sentAfter);
     }
     if (batch.length) onPackets(batch);
     return full;
   }
 
-  private parse(b: Buffer, n: number, out: QueuedPacket[]): void {
+  private parse(b: Buffer, n: number, out: QueuedPacket[], sentAfter: number): void {
     let off = 0;
     while (off + 16 <= n) {
       const len = b.readUInt32LE(off);
       if (len < 16 || off + len > n) break;
       const type = b.readUInt16LE(off + 4);
       if (type === ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
-        const p: QueuedPacket = { id: -1, payload: Buffer.alloc(0) };
+        const p: QueuedPacket = { id: -1, payload: Buffer.alloc(0), sentAfter };
         eachAttr(b, off + 20, off + len, (t, s, e) => {
           if (t === NFQA_PACKET_HDR) p.id = b.readUInt32BE(s);
           else if (t === NFQA_PAYLOAD) p.payload = Buffer.from(b.subarray(s, e));

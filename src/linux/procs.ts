@@ -10,6 +10,7 @@
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { readdir, readlink } from 'node:fs/promises';
 import { userInfo } from 'node:os';
+import type { ProcEvent } from './procevents.js';
 
 export interface ProcessInfo {
   pid: number;
@@ -136,6 +137,49 @@ function procUid(pid: number): number {
   }
 }
 
+/** A process the process events told of, read at its exec or fork while it was alive. */
+export interface SeenProcess {
+  pid: number;
+  start: number;
+  uid: number;
+  /** Unknown for a fork of a process we never read. */
+  path?: string;
+  cmdline?: string[];
+  /** When its exec or fork event came (ms). */
+  at: number;
+}
+
+export interface ExitedProcess extends SeenProcess {
+  /** CLOCK_MONOTONIC ms, from the kernel's exit event. */
+  exitedAt: number;
+}
+
+/** Processes started this recently are checked first, synchronously, when a socket's owner is unknown. */
+const YOUNG_MS = 5000;
+const YOUNG_MAX = 1024;
+/** At most this many young processes of the socket's uid are read synchronously per miss (each ~20-50 us). */
+const YOUNG_SYNC = 8;
+/** Exits are remembered this long, to name a connection whose process was gone before it was found. */
+const EXITS_MS = 10_000;
+const EXITS_MAX = 4096;
+
+/**
+ * Reads a process as its start event found it (on the process events thread). The executable comes
+ * first: a short-lived program may be gone a millisecond later, and its path is what matters most.
+ */
+export function readSeen(pid: number, now: number): SeenProcess | null {
+  let path: string | undefined;
+  try { path = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ''); } catch { /* gone, or a zombie */ }
+  const start = startTime(pid);
+  if (start === null) return null;
+  const seen: SeenProcess = { pid, start, uid: procUid(pid), at: now };
+  if (path) seen.path = path;
+  try {
+    seen.cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a, i, all) => a || i < all.length - 1);
+  } catch { /* exited meanwhile */ }
+  return seen;
+}
+
 type Waiter = { inode: number; uid: number; resolve: (p: ProcessInfo | null) => void };
 
 /** Keeps the inode -> (pid, start) map and answers lookups, scanning /proc on a miss. */
@@ -148,6 +192,10 @@ export class ProcessResolver {
   private hot: number[] = [];
   /** Per hot pid, its fds at the last read and which of them held sockets. */
   private readonly fdsOf = new Map<number, { all: Set<string>; sockets: Set<string> }>();
+  /** Processes started in the last YOUNG_MS, by pid, oldest first (from process events). */
+  private readonly young = new Map<number, SeenProcess>();
+  /** Recent exits of processes we knew something of, oldest first. */
+  private exits: ExitedProcess[] = [];
   private waiting: Waiter[] = [];
   private flushQueued = false;
   private scanning = false;
@@ -185,13 +233,72 @@ export class ProcessResolver {
     });
   }
 
+  /**
+   * Takes in one process event: a new program as the events thread read it (path, command line,
+   * uid) while it lived; an exit drops what was cached of the pid (it may be reused) and is
+   * remembered for exitedOwners().
+   */
+  onEvent(e: ProcEvent): void {
+    if (e.type === 'exit') return this.exited(e.pid, e.at);
+    const seen = e.seen;
+    if (!seen) {
+      // Gone before it could be read: what a fork read of it is no longer what it runs.
+      const old = this.young.get(e.pid);
+      if (old && e.type === 'exec') { delete old.path; delete old.cmdline; }
+      return;
+    }
+    const now = seen.at;
+    this.young.delete(e.pid);
+    this.young.set(e.pid, seen);
+    this.procs.set(e.pid, { start: seen.start, uid: seen.uid });
+    for (const [pid, y] of this.young) {
+      if (y.at >= now - YOUNG_MS && this.young.size <= YOUNG_MAX) break;
+      this.young.delete(pid);
+    }
+  }
+
+  private exited(pid: number, at: number): void {
+    const p = this.procs.get(pid);
+    const info = p && this.byPid.get(`${pid}:${p.start}`);
+    const seen = this.young.get(pid) ?? (info && { ...info, at: 0 });
+    if (seen) this.exits.push({ ...seen, exitedAt: at });
+    this.young.delete(pid);
+    this.procs.delete(pid);
+    this.fdsOf.delete(pid);
+    this.hot = this.hot.filter((x) => x !== pid);
+    if (p) this.byPid.delete(`${pid}:${p.start}`);
+    let drop = 0;
+    while (drop < this.exits.length && (this.exits[drop]!.exitedAt < at - EXITS_MS || this.exits.length - drop > EXITS_MAX)) drop++;
+    if (drop) this.exits = this.exits.slice(drop);
+  }
+
+  /**
+   * For a connection whose process was gone before it was found: the processes of `uid` that exited
+   * after `since` (CLOCK_MONOTONIC ms). The owner is very likely among them, but not surely (a process whose start
+   * we never saw may have exited too), so callers record them and do not decide by them.
+   */
+  exitedOwners(uid: number, since: number): ExitedProcess[] {
+    return this.exits.filter((x) => x.uid === uid && x.exitedAt > since);
+  }
+
   private flush(): void {
     this.flushQueued = false;
     if (this.scanning) return; // the running scan picks the waiters up when it ends
     const wanted = new Set(this.waiting.map((w) => w.inode));
+    const allKnown = (): boolean => [...wanted].every((i) => this.inodes.has(i));
     for (const pid of this.hot) {
       this.scanPidSync(pid, wanted);
-      if ([...wanted].every((i) => this.inodes.has(i))) break;
+      if (allKnown()) break;
+    }
+    if (!allKnown() && this.young.size) {
+      // A program that started moments ago (curl, a build step) is the likeliest owner of an unknown
+      // socket: read the newest few of the sockets' uids now, before they can exit.
+      const uids = new Set(this.waiting.map((w) => w.uid));
+      const young = [...this.young.values()].filter((y) => uids.has(y.uid)).slice(-YOUNG_SYNC).reverse();
+      for (const y of young) {
+        this.scanPidSync(y.pid, wanted);
+        if (allKnown()) break;
+      }
     }
     this.waiting = this.waiting.filter((w) => {
       const k = this.known(w.inode);

@@ -132,6 +132,13 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.equal(node('udp', '10.77.0.2', 9998).ok, false);
   });
 
+  test('a program that sends one datagram and exits at once is recorded by its path', () => {
+    // Its socket and often the process itself are gone before the agent reads the packet; the
+    // process events saw it start.
+    const send = "require('dgram').createSocket('udp4').send('x',9997,'10.77.0.2',()=>process.exit(0))";
+    for (let i = 0; i < 5; i++) assert.equal(net.run([NODE, '-e', send]).code, 0);
+  });
+
   test('loopback is not judged unless asked', () => {
     const r = net.run([NODE, '-e', "require('net').createServer().listen(7000,'127.0.0.1',function(){require('net').connect(7000,'127.0.0.1',()=>process.exit(0))})"]);
     assert.equal(r.code, 0);
@@ -170,6 +177,9 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('node udp -> 9998', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE });
     one('node udp -> [fd77::2]:9999', (r) => r.port === 9999 && r.remoteIp === 'fd77::2', { action: 'allow', level: 'default', path: NODE });
     one('curl -> 10.77.0.2:8080 after the reload', (r) => r.port === 8080 && r.action === 'allow' && r.path === CURL, { ruleId: 'curl-8080-ok' });
+    const oneShot = rows.filter((r) => r.port === 9997);
+    assert.equal(oneShot.length, 5, 'one row per one-shot datagram');
+    for (const r of oneShot) assert.equal(r.path, NODE, `a one-shot sender is named, not unknown (${r.reason})`);
     assert.equal(rows.filter((r) => r.remoteIp.startsWith('127.')).length, 0, 'no loopback rows');
     assert.ok(rows.some((r) => r.port === 53 && r.protocol === 'udp' && r.remoteIp === '10.77.0.2'), 'DNS queries are connections too');
   });

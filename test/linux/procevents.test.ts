@@ -1,0 +1,44 @@
+/**
+ * The process connector, as the agent uses it: a program started here is heard at its fork and
+ * exec, read (path, command line, uid) while it lives, and heard again at its exit, with the
+ * kernel's timestamps on the same clock as the agent's. Needs root (CAP_NET_ADMIN); read-only.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { test } from 'node:test';
+import { monotonicMs } from '../../src/linux/nfqueue.js';
+import { ProcEvents, type ProcEvent } from '../../src/linux/procevents.js';
+import { ProcessResolver } from '../../src/linux/procs.js';
+
+const skip = process.getuid?.() !== 0 ? 'needs root (the kernel process connector wants CAP_NET_ADMIN)' : null;
+if (skip) console.log(`SKIP process events tests: ${skip}`);
+
+test('a started program is heard and read at its exec, and its exit is remembered by uid', { skip: skip ?? false }, async () => {
+  const heard: ProcEvent[] = [];
+  const resolver = new ProcessResolver();
+  const events = await ProcEvents.start((es) => { heard.push(...es); for (const e of es) resolver.onEvent(e); }, (e) => { throw e; });
+  try {
+    const before = monotonicMs();
+    const child = spawnSync('sleep', ['0.05']);
+    const after = monotonicMs();
+    const pid = child.pid!;
+    for (let i = 0; i < 100 && !heard.some((e) => e.pid === pid && e.type === 'exit'); i++) await new Promise((r) => setTimeout(r, 10));
+    const mine = heard.filter((e) => e.pid === pid);
+    assert.deepEqual(mine.map((e) => e.type), ['fork', 'exec', 'exit']);
+    const exec = mine[1]!;
+    assert.ok(exec.type === 'exec' && exec.seen, 'the exec was read while the program lived');
+    assert.equal(exec.seen.path, realpathSync('/usr/bin/sleep'));
+    assert.deepEqual(exec.seen.cmdline, ['sleep', '0.05']);
+    assert.equal(exec.seen.uid, 0);
+    for (const e of mine) assert.ok(e.at >= before && e.at <= after, `kernel time ${e.at} within [${before}, ${after}]`);
+
+    const exits = resolver.exitedOwners(0, before).filter((x) => x.pid === pid);
+    assert.equal(exits.length, 1, 'the exit is remembered for uid 0');
+    assert.equal(exits[0]!.path, realpathSync('/usr/bin/sleep'));
+    assert.equal(resolver.exitedOwners(0, after).filter((x) => x.pid === pid).length, 0, 'not among exits after it');
+    assert.equal(resolver.exitedOwners(12345, before).length, 0, 'nor among another uid\'s');
+  } finally {
+    await events.stop();
+  }
+});
