@@ -8,6 +8,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { readCatalog } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
+import { TcpDnsStreams } from '../linux/dns-tcp.js';
 import { installRules, removeRules } from '../linux/netfilter.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, monotonicMs, type QueuedPacket } from '../linux/nfqueue.js';
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
@@ -68,6 +69,7 @@ export class Agent {
   private diag?: SockDiag;
   private readonly procs = new ProcessResolver();
   private readonly dns = new DnsNames();
+  private readonly dnsTcp = new TcpDnsStreams();
   private store?: AuditWriter;
   private storeFailureReported = false;
   /** 5-tuple + socket inode -> verdict, for later packets of a flow already judged. */
@@ -180,14 +182,17 @@ export class Agent {
     }
     for (const [k, v] of this.verdicts) if (v.until < now) this.verdicts.delete(k);
     this.dns.sweep(now);
+    this.dnsTcp.sweep(now);
   }
 
   private onDns(batch: QueuedPacket[]): void {
     // Accept first: the answer is never held back by our parsing.
     for (const p of batch) this.dnsQueue!.verdict(p.id, NF_ACCEPT);
+    const learn = (m: Buffer): void => { if (this.dns.learn(m) > 0) this.stats.dnsAnswers++; };
     for (const p of batch) {
       const t = parsePacket(p.payload);
-      if (t && t.protocol === 'udp' && this.dns.learn(p.payload.subarray(t.dataOffset)) > 0) this.stats.dnsAnswers++;
+      if (t?.protocol === 'udp') learn(p.payload.subarray(t.dataOffset));
+      else if (t) this.dnsTcp.add(tupleKey(t), p.payload.subarray(t.l4), learn);
     }
   }
 

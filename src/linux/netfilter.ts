@@ -59,7 +59,8 @@ export function ruleSpecs(o: NetfilterOptions, v6: boolean): { out: string[][]; 
     ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
   );
   // DNS answers are always bypassed: a dead agent must not take name resolution down with it.
-  const dns = [['-p', 'udp', '--sport', '53', '-j', 'NFQUEUE', '--queue-num', String(o.dnsQueue), '--queue-bypass']];
+  // Over TCP (large answers, `use-vc` resolvers) every segment is copied, handshake included.
+  const dns = ['udp', 'tcp'].map((p) => ['-p', p, '--sport', '53', '-j', 'NFQUEUE', '--queue-num', String(o.dnsQueue), '--queue-bypass']);
   return { out, dns };
 }
 

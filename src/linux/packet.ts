@@ -15,7 +15,8 @@ export interface Tuple {
   /** Raw 4 or 16 address bytes, for sock_diag. */
   srcRaw: Buffer;
   dstRaw: Buffer;
-  /** Offset of the TCP/UDP payload in the packet. */
+  /** Offset of the TCP/UDP header, and of its payload, in the packet. */
+  l4: number;
   dataOffset: number;
 }
 
@@ -67,6 +68,7 @@ export function parsePacket(p: Buffer): Tuple | null {
     dport: p.readUInt16BE(l4 + 2),
     srcRaw: Buffer.from(srcRaw),
     dstRaw: Buffer.from(dstRaw),
+    l4,
     dataOffset,
   };
 }

@@ -38,6 +38,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
       { id: 'scripts-no-9100', action: 'block', application: `${dirname(CLIENT)}/`, port: 9100 },
       { id: 'node-9100-ok', action: 'allow', application: NODE, port: 9100 },
       { id: 'blocked-host', action: 'block', application: 'any', endpoint: 'bad.blocked.test' },
+      { id: 'tcp-dns-host', action: 'block', application: 'any', endpoint: 'tcp-only.blocked.test' },
       { id: 'wild', action: 'block', application: 'any', endpoint: '*.wild.test', port: 80 },
       { id: 'cidr', action: 'block', application: 'any', endpoint: '10.77.0.128/25' },
       { id: 'port-9200', action: 'block', application: 'any', port: 9200 },
@@ -116,6 +117,13 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     allowed(curl('http://a.allowed.test/'));
   });
 
+  test('host rule applies through an answer that came over TCP DNS', () => {
+    allowed(curl('http://10.77.0.5/'));
+    // RES_OPTIONS=use-vc: glibc asks over TCP; the name exists only there.
+    const r = net.run(['env', 'RES_OPTIONS=use-vc', CURL, '-s', '-o', '/dev/null', '--connect-timeout', '3', 'http://tcp-only.blocked.test/']);
+    assert.equal(r.code, 7, `refused after a TCP lookup (curl exit ${r.code}; 6 would mean the name did not resolve)`);
+  });
+
   test('wildcard rule applies to a name reached through a CNAME', () => {
     refused(curl('http://x.cdn.wild.test/'));
   });
@@ -151,7 +159,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     refused(curl('http://10.77.0.2:8080/'));
     writeFileSync(catalog, rules([{ id: 'curl-8080-ok', action: 'allow', application: CURL, endpoint: '10.77.0.2', port: 8080 }]));
     agent!.kill('SIGHUP');
-    await waitFor(() => /reloaded \(SIGHUP\): 10 rules/.test(agentLog), 'the reload');
+    await waitFor(() => /reloaded \(SIGHUP\): 11 rules/.test(agentLog), 'the reload');
     allowed(curl('http://10.77.0.2:8080/'));
   });
 
@@ -172,6 +180,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('curl -> [fd77::2]:8080', (r) => r.path === CURL && r.remoteIp === 'fd77::2' && r.port === 8080, { action: 'block', ruleId: 'curl-no-8080' });
     one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
     one('curl -> bad.blocked.test', (r) => r.remoteIp === '10.77.0.3' && r.action === 'block', { hostnames: ['bad.blocked.test'], ruleId: 'blocked-host', level: 'any' });
+    one('curl -> tcp-only.blocked.test', (r) => r.remoteIp === '10.77.0.5' && r.action === 'block', { hostnames: ['tcp-only.blocked.test'], ruleId: 'tcp-dns-host', path: CURL });
     one('curl -> x.cdn.wild.test', (r) => r.remoteIp === '10.77.0.4' && r.port === 80, { action: 'block', ruleId: 'wild' });
     one('node -> 9200', (r) => r.path === NODE && r.port === 9200, { action: 'block', ruleId: 'port-9200', cmdline: [NODE, CLIENT, 'tcp', '10.77.0.2', '9200', '0'], script: CLIENT });
     one('node udp -> 9998', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE });
