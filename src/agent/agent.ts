@@ -7,7 +7,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { readCatalog } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
-import { DnsNames } from '../linux/dns.js';
+import { DnsNames, type Learnt } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
 import { installRules, removeRules } from '../linux/netfilter.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, monotonicMs, type QueuedPacket } from '../linux/nfqueue.js';
@@ -46,6 +46,9 @@ const MONITOR_POLL_MS = 100;
 /** How long a packet whose socket is already closed waits for its process's exit event. */
 const EXIT_EVENT_WAIT_MS = 10;
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
+
+/** Names a process for the DNS names it resolved: pid and start time, never a recycled pid. */
+const askerKey = (p: Pick<ProcessInfo, 'pid' | 'start'>): string => `${p.pid}:${p.start}`;
 
 /** The identity of a connection whose process could not be found; rules can name it. */
 export const UNKNOWN_PROCESS = 'unknown-process';
@@ -181,19 +184,35 @@ export class Agent {
       this.opts.log(`tollgate agent: AUDIT STORE FAILED, decisions are no longer recorded: ${this.store.error.message}`);
     }
     for (const [k, v] of this.verdicts) if (v.until < now) this.verdicts.delete(k);
-    this.dns.sweep(now);
+    this.dns.sweep(now, (asker) => !this.procs.alive(asker));
     this.dnsTcp.sweep(now);
   }
 
   private onDns(batch: QueuedPacket[]): void {
     // Accept first: the answer is never held back by our parsing.
     for (const p of batch) this.dnsQueue!.verdict(p.id, NF_ACCEPT);
-    const learn = (m: Buffer): void => { if (this.dns.learn(m) > 0) this.stats.dnsAnswers++; };
     for (const p of batch) {
       const t = parsePacket(p.payload);
-      if (t?.protocol === 'udp') learn(p.payload.subarray(t.dataOffset));
-      else if (t) this.dnsTcp.add(tupleKey(t), p.payload.subarray(t.l4), learn);
+      if (!t) continue;
+      const learn = (m: Buffer): void => {
+        const learnt = this.dns.learn(m);
+        if (!learnt.length) return;
+        this.stats.dnsAnswers++;
+        this.assignAsker(t, learnt);
+      };
+      if (t.protocol === 'udp') learn(p.payload.subarray(t.dataOffset));
+      else this.dnsTcp.add(tupleKey(t), p.payload.subarray(t.l4), learn);
     }
+  }
+
+  /** Finds the program that received a DNS answer (the local end of its tuple) and keeps the names as its own too. */
+  private assignAsker(t: Tuple, learnt: Learnt[]): void {
+    const local: Tuple = { ...t, src: t.dst, sport: t.dport, dst: t.src, dport: t.sport, srcRaw: t.dstRaw, dstRaw: t.srcRaw };
+    const owner = this.diag!.lookup(local);
+    if (!owner) return;
+    const known = this.procs.known(owner.inode);
+    if (known) return this.dns.assign(askerKey(known), learnt);
+    this.procs.resolve(owner.inode, owner.uid).then((p) => { if (p) this.dns.assign(askerKey(p), learnt); }, () => { /* everyone's names still hold them */ });
   }
 
   private onPackets(batch: QueuedPacket[]): void {
@@ -313,7 +332,8 @@ export class Agent {
       if (proc?.user) app.user = proc.user;
       if (proc?.groups.length) app.groups = proc.groups;
       if (!proc && uid !== undefined) app.uid = uid;
-      const flow: Flow = { app, remote: { ip: t.dst, hostnames: this.dns.namesOf(t.dst) }, port: t.dport, protocol: t.protocol };
+      const hostnames = this.dns.namesOf(t.dst, Date.now(), proc ? askerKey(proc) : undefined);
+      const flow: Flow = { app, remote: { ip: t.dst, hostnames }, port: t.dport, protocol: t.protocol };
       const v = this.decideScript(flow);
       if (v.action !== 'ask') return this.apply(key, t, flow, v, exited);
       void decideWithAsk(this.policy, flow, {

@@ -202,6 +202,12 @@ export class ProcessResolver {
   /** Full scans run so far (reported by the benchmark). */
   scans = 0;
 
+  /** Whether the process `pid:start` (as askerKey writes it) still runs. */
+  alive(key: string): boolean {
+    const [pid, start] = key.split(':').map(Number);
+    return startTime(pid!) === start;
+  }
+
   /** The owner of `inode` right now if it is known, without I/O beyond a first read of the process. */
   known(inode: number): ProcessInfo | null | undefined {
     const e = this.inodes.get(inode);

@@ -39,6 +39,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
       { id: 'node-9100-ok', action: 'allow', application: NODE, port: 9100 },
       { id: 'blocked-host', action: 'block', application: 'any', endpoint: 'bad.blocked.test' },
       { id: 'tcp-dns-host', action: 'block', application: 'any', endpoint: 'tcp-only.blocked.test' },
+      { id: 'shared-host', action: 'block', application: 'any', endpoint: 'shared.blocked.test' },
       { id: 'wild', action: 'block', application: 'any', endpoint: '*.wild.test', port: 80 },
       { id: 'cidr', action: 'block', application: 'any', endpoint: '10.77.0.128/25' },
       { id: 'port-9200', action: 'block', application: 'any', port: 9200 },
@@ -86,8 +87,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
   });
 
   const allowed = (r: { code: number; out: string }) => assert.equal(r.out, '200', `expected the connection to succeed (curl exit ${r.code})`);
-  const refused = (r: { code: number; ms: number }) => {
-    assert.equal(r.code, 7, 'curl exit 7: connection refused');
+  const refused = (r: { code: number; ms: number }, what = 'curl exit 7: connection refused') => {
+    assert.equal(r.code, 7, what);
     assert.ok(r.ms < 1500, `blocked connections fail fast, took ${Math.round(r.ms)} ms`);
   };
 
@@ -122,6 +123,13 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     // RES_OPTIONS=use-vc: glibc asks over TCP; the name exists only there.
     const r = net.run(['env', 'RES_OPTIONS=use-vc', CURL, '-s', '-o', '/dev/null', '--connect-timeout', '3', 'http://tcp-only.blocked.test/']);
     assert.equal(r.code, 7, `refused after a TCP lookup (curl exit ${r.code}; 6 would mean the name did not resolve)`);
+  });
+
+  test('a program is judged by the names it resolved itself, not by other names of the same address', () => {
+    assert.equal(net.run(['getent', 'ahostsv4', 'shared.blocked.test']).code, 0, 'another program resolves the blocked name');
+    allowed(curl('http://shared.allowed.test/'));
+    refused(curl('http://shared.blocked.test/'));
+    refused(curl('http://10.77.0.6/'), 'a program that resolved neither gets every name of the address');
   });
 
   test('wildcard rule applies to a name reached through a CNAME', () => {
@@ -159,7 +167,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     refused(curl('http://10.77.0.2:8080/'));
     writeFileSync(catalog, rules([{ id: 'curl-8080-ok', action: 'allow', application: CURL, endpoint: '10.77.0.2', port: 8080 }]));
     agent!.kill('SIGHUP');
-    await waitFor(() => /reloaded \(SIGHUP\): 11 rules/.test(agentLog), 'the reload');
+    await waitFor(() => /reloaded \(SIGHUP\): 12 rules/.test(agentLog), 'the reload');
     allowed(curl('http://10.77.0.2:8080/'));
   });
 
@@ -181,6 +189,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
     one('curl -> bad.blocked.test', (r) => r.remoteIp === '10.77.0.3' && r.action === 'block', { hostnames: ['bad.blocked.test'], ruleId: 'blocked-host', level: 'any' });
     one('curl -> tcp-only.blocked.test', (r) => r.remoteIp === '10.77.0.5' && r.action === 'block', { hostnames: ['tcp-only.blocked.test'], ruleId: 'tcp-dns-host', path: CURL });
+    one('curl -> shared.allowed.test', (r) => r.remoteIp === '10.77.0.6' && r.action === 'allow', { hostnames: ['shared.allowed.test'] });
+    one('curl -> shared.blocked.test', (r) => r.remoteIp === '10.77.0.6' && r.action === 'block' && r.hostnames.length === 1, { hostnames: ['shared.blocked.test'], ruleId: 'shared-host' });
     one('curl -> x.cdn.wild.test', (r) => r.remoteIp === '10.77.0.4' && r.port === 80, { action: 'block', ruleId: 'wild' });
     one('node -> 9200', (r) => r.path === NODE && r.port === 9200, { action: 'block', ruleId: 'port-9200', cmdline: [NODE, CLIENT, 'tcp', '10.77.0.2', '9200', '0'], script: CLIENT });
     one('node udp -> 9998', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE });

@@ -39,13 +39,13 @@ export class TestNet {
     this.server = `tg-${tag}-s-${process.pid}`;
   }
 
-  /** Server 10.77.0.2-5 + 10.77.0.200 and fd77::2; client 10.77.0.1 and fd77::1, resolving through the server. */
+  /** Server 10.77.0.2-6 + 10.77.0.200 and fd77::2; client 10.77.0.1 and fd77::1, resolving through the server. */
   up(): void {
     const { client: c, server: s } = this;
     sh('ip', ['netns', 'add', c]);
     sh('ip', ['netns', 'add', s]);
     sh('ip', ['-n', c, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', s]);
-    for (const [ns, dev, addrs] of [[c, 'v0', ['10.77.0.1/24', 'fd77::1/64']], [s, 'v1', ['10.77.0.2/24', '10.77.0.3/24', '10.77.0.4/24', '10.77.0.5/24', '10.77.0.200/24', 'fd77::2/64']]] as const) {
+    for (const [ns, dev, addrs] of [[c, 'v0', ['10.77.0.1/24', 'fd77::1/64']], [s, 'v1', ['10.77.0.2/24', '10.77.0.3/24', '10.77.0.4/24', '10.77.0.5/24', '10.77.0.6/24', '10.77.0.200/24', 'fd77::2/64']]] as const) {
       sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
       for (const a of addrs) sh('ip', ['-n', ns, 'addr', 'add', a, 'dev', dev, ...(a.includes(':') ? ['nodad'] : [])]);
       sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);

@@ -14,6 +14,9 @@ export const ZONE: Record<string, { cname?: string; a?: string[]; aaaa?: string[
   'bad.blocked.test': { a: ['10.77.0.3'] },
   'x.cdn.wild.test': { cname: 'edge.provider.test' },
   'edge.provider.test': { a: ['10.77.0.4'] },
+  // One address, two names (shared hosting): one blocked, one not.
+  'shared.blocked.test': { a: ['10.77.0.6'] },
+  'shared.allowed.test': { a: ['10.77.0.6'] },
 };
 
 export const TCP_ONLY: typeof ZONE = {

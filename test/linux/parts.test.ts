@@ -49,10 +49,23 @@ test('DNS answers: every name of a CNAME chain maps to the address, until the TT
   assert.deepEqual(d.namesOf('93.184.216.34', 1000).sort(), ['edge.cdn.net', 'www.example.com']);
   assert.deepEqual(d.namesOf('2001:db8::1', 1000).sort(), ['edge.cdn.net', 'www.example.com'], 'IPv6 in the same text as packets give');
   assert.deepEqual(d.namesOf('93.184.216.34', 301_000), [], 'expired');
-  assert.equal(d.learn(Buffer.from('not dns')), 0);
+  assert.deepEqual(d.learn(Buffer.from('not dns')), []);
   assert.equal(d.malformed, 1);
   d.learn(dnsPacket.encode({ type: 'response', id: 2, answers: [{ type: 'A', name: 'fast.example', ttl: 0, data: '10.1.1.1' }] }), 0);
   assert.deepEqual(d.namesOf('10.1.1.1', 20_000), ['fast.example'], 'a zero TTL still covers the connection that follows');
+});
+
+test('DNS answers per program: its own names for an address it resolved, everyone\'s otherwise', () => {
+  const d = new DnsNames();
+  const a = (name: string) => dnsPacket.encode({ type: 'response', id: 1, answers: [{ type: 'A', name, ttl: 60, data: '203.0.113.7' }] });
+  d.assign('10:1', d.learn(a('tracker.example'), 0));
+  d.assign('20:1', d.learn(a('news.example'), 0));
+  assert.deepEqual(d.namesOf('203.0.113.7', 1000, '20:1'), ['news.example'], 'the program that asked for news.example');
+  assert.deepEqual(d.namesOf('203.0.113.7', 1000, '30:1').sort(), ['news.example', 'tracker.example'], 'a program that asked for neither');
+  assert.deepEqual(d.namesOf('203.0.113.7', 1000).sort(), ['news.example', 'tracker.example'], 'no program known');
+  d.sweep(1000, (asker) => asker === '20:1');
+  assert.deepEqual(d.namesOf('203.0.113.7', 1000, '20:1').sort(), ['news.example', 'tracker.example'], 'an exited program\'s own names are dropped');
+  assert.deepEqual(d.namesOf('203.0.113.7', 61_000, '10:1'), [], 'expired for everyone');
 });
 
 test('cgroups name system services, Flatpak and snap apps, and nothing else', () => {
