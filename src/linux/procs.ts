@@ -8,7 +8,6 @@
  * first (a fresh `curl` is found at once), then those of the socket's uid, then the rest.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { readdir, readlink } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import type { ProcEvent } from './procevents.js';
 
@@ -178,6 +177,17 @@ export function readSeen(pid: number, now: number): SeenProcess | null {
     seen.cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a, i, all) => a || i < all.length - 1);
   } catch { /* exited meanwhile */ }
   return seen;
+}
+
+/** Time slices for long synchronous work on the event loop: yield() lets it run once a slice is used up. */
+const SLICE_MS = 1;
+class Slicer {
+  private start = performance.now();
+  async yield(): Promise<void> {
+    if (performance.now() - this.start < SLICE_MS) return;
+    await new Promise((r) => setImmediate(r));
+    this.start = performance.now();
+  }
 }
 
 type Waiter = { inode: number; uid: number; resolve: (p: ProcessInfo | null) => void };
@@ -372,7 +382,12 @@ export class ProcessResolver {
     if (!this.inodes.has(inode) || wanted.has(inode)) this.inodes.set(inode, { pid, start });
   }
 
-  /** One scan of /proc: new processes first, then those of the sockets' uids, then the rest. */
+  /**
+   * One scan of /proc: new processes first, then those of the sockets' uids, then the rest. Reads are
+   * synchronous (a readlink is ~7 us in the kernel; through the thread pool each also cost a
+   * callback here, and thousands of them completing at once stalled the event loop ~17 ms with
+   * only 80 processes), in slices of SLICE_MS with the event loop let run between them.
+   */
   private async scan(): Promise<void> {
     this.scanning = true;
     this.scans++;
@@ -380,25 +395,32 @@ export class ProcessResolver {
       const batch = this.waiting;
       this.waiting = [];
       const uids = new Set(batch.map((w) => w.uid));
+      const wanted = new Set(batch.map((w) => w.inode));
+      const slice = new Slicer();
       const pids = readdirSync('/proc').filter((d) => d.charCodeAt(0) <= 57).map(Number).filter((n) => n > 0);
       const procs = new Map<number, { start: number; uid: number }>();
-      const fresh = new Set<number>();
+      const fresh: number[] = [];
       for (const pid of pids) {
         const old = this.procs.get(pid);
         if (old) { procs.set(pid, old); continue; }
+        await slice.yield();
         const start = startTime(pid);
         if (start === null) continue;
         procs.set(pid, { start, uid: procUid(pid) });
-        fresh.add(pid);
+        fresh.push(pid);
       }
       this.procs = procs;
-      const older = pids.filter((p) => procs.has(p) && !fresh.has(p));
+      const isFresh = new Set(fresh);
+      const older = pids.filter((p) => procs.has(p) && !isFresh.has(p));
       const sameUid = older.filter((p) => uids.has(procs.get(p)!.uid));
       const others = older.filter((p) => !uids.has(procs.get(p)!.uid));
-      const wanted = new Set(batch.map((w) => w.inode));
-      for (const group of [[...fresh], sameUid, others]) {
-        await Promise.all(group.map((pid) => this.scanPid(pid, procs.get(pid)!.start, wanted)));
-        if ([...wanted].every((i) => this.inodes.has(i))) break;
+      const found = (): boolean => [...wanted].every((i) => this.inodes.has(i));
+      scanning: for (const group of [fresh, sameUid, others]) {
+        for (const pid of group) {
+          const p = procs.get(pid);
+          if (p) await this.readFds(pid, p.start, wanted, slice);
+          if (found()) break scanning;
+        }
       }
       for (const w of batch) {
         const k = this.known(w.inode) ?? null;
@@ -412,15 +434,17 @@ export class ProcessResolver {
     }
   }
 
-  private async scanPid(pid: number, start: number, wanted: Set<number>): Promise<void> {
+  private async readFds(pid: number, start: number, wanted: Set<number>, slice: Slicer): Promise<void> {
+    await slice.yield();
     let fds: string[];
-    try { fds = await readdir(`/proc/${pid}/fd`); } catch { return; }
-    await Promise.all(fds.map(async (fd) => {
+    try { fds = readdirSync(`/proc/${pid}/fd`); } catch { return; }
+    for (const fd of fds) {
+      await slice.yield();
       try {
-        const l = await readlink(`/proc/${pid}/fd/${fd}`);
+        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
         if (l.startsWith('socket:[')) this.record(Number(l.slice(8, -1)), pid, start, wanted);
       } catch { /* fd closed meanwhile */ }
-    }));
+    }
   }
 
   /** Forgets processes that have exited, so the maps do not grow without bound. */
