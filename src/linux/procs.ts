@@ -158,6 +158,8 @@ const YOUNG_MS = 5000;
 const YOUNG_MAX = 1024;
 /** At most this many young processes of the socket's uid are read synchronously per miss (each ~20-50 us). */
 const YOUNG_SYNC = 8;
+/** Socket inodes remembered at most (the oldest are dropped first). */
+const MAX_INODES = 16_384;
 /** Exits are remembered this long, to name a connection whose process was gone before it was found. */
 const EXITS_MS = 10_000;
 const EXITS_MAX = 4096;
@@ -378,8 +380,17 @@ export class ProcessResolver {
   }
 
   private record(inode: number, pid: number, start: number, wanted: Set<number>): void {
-    // Every socket seen is kept: the next connection of that process is then found at once.
-    if (!this.inodes.has(inode) || wanted.has(inode)) this.inodes.set(inode, { pid, start });
+    // Every socket seen is kept: the next connection of that process is then found at once. Closed
+    // sockets are only pruned after a scan, and a busy hot process never causes one: past
+    // MAX_INODES the oldest go (a live one dropped costs one re-read of its process's fds).
+    if (this.inodes.has(inode) && !wanted.has(inode)) return;
+    this.inodes.set(inode, { pid, start });
+    if (this.inodes.size > MAX_INODES) {
+      for (const old of this.inodes.keys()) {
+        if (this.inodes.size <= MAX_INODES * 0.75) break;
+        this.inodes.delete(old);
+      }
+    }
   }
 
   /**
