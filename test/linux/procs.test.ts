@@ -1,13 +1,15 @@
 /**
  * ProcessResolver on this test's own sockets: no root needed, /proc/self/fd is ours to read.
  * Covers the first owner found by a /proc scan, then later sockets of that (now hot) process found
- * by re-reading its fds: a socket on a reused fd number, one on a new fd number, and none.
+ * by re-reading its fds: a socket on a reused fd number, one on a new fd number, and none; and a
+ * program told of by a (synthetic) process event, found without a scan.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { ProcessResolver } from '../../src/linux/procs.js';
+import { ProcessResolver, readSeen } from '../../src/linux/procs.js';
 
 let server: Server;
 const open: Socket[] = [];
@@ -54,4 +56,28 @@ test('finds the process of a socket, then of later sockets on reused and new fd 
 
   // an inode no process holds
   assert.equal(await r.resolve(1, uid), null);
+});
+
+test('a program the process events saw start is read before any /proc scan; an exit is remembered', async () => {
+  const r = new ProcessResolver();
+  const uid = process.getuid!();
+  // A child that connects, prints its socket's inode and stays until killed.
+  const port = (server.address() as { port: number }).port;
+  const code = `const s=require('net').connect(${port},'127.0.0.1',()=>console.log(require('fs').readlinkSync('/proc/self/fd/'+s._handle.fd).slice(8,-1)))`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const inode = Number(await new Promise<string>((res) => child.stdout!.once('data', (d: Buffer) => res(d.toString().trim()))));
+    const seen = readSeen(child.pid!, Date.now());
+    assert.ok(seen, 'the child is readable');
+    assert.equal(seen.path, readlinkSync('/proc/self/exe'));
+    r.onEvent({ type: 'exec', pid: child.pid!, at: 1, seen });
+    assert.equal((await r.resolve(inode, uid))?.pid, child.pid);
+    assert.equal(r.scans, 0, 'found among the young programs, without a /proc scan');
+
+    r.onEvent({ type: 'exit', pid: child.pid!, at: 5 });
+    assert.deepEqual(r.exitedOwners(uid, 4).map((x) => [x.pid, x.path]), [[child.pid, seen.path]]);
+    assert.deepEqual(r.exitedOwners(uid, 5), [], 'only exits after the given time');
+  } finally {
+    child.kill();
+  }
 });
