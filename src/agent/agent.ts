@@ -7,7 +7,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { readCatalog } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
-import { DnsNames, type Learnt } from '../linux/dns.js';
+import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
 import { installRules, removeRules } from '../linux/netfilter.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, monotonicMs, type QueuedPacket } from '../linux/nfqueue.js';
@@ -43,8 +43,12 @@ export interface AgentOptions {
 type Conn = Pick<Tuple, 'protocol' | 'src' | 'sport' | 'dst' | 'dport'>;
 
 const MONITOR_POLL_MS = 100;
-/** How long a packet whose socket is already closed waits for its process's exit event. */
-const EXIT_EVENT_WAIT_MS = 10;
+/**
+ * How long a packet whose socket is already closed waits for its process's exit event. The events
+ * thread lags on a loaded machine (10 ms was not always enough during CI). A fixed wait, not "until
+ * some exit of that uid is heard": an earlier exit could then be taken for the sender's.
+ */
+const EXIT_EVENT_WAIT_MS = 50;
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
 /** Names a process for the DNS names it resolved: pid and start time, never a recycled pid. */
@@ -119,9 +123,11 @@ export class Agent {
       this.diag = new SockDiag();
       const conns = this.queue;
       const dns = this.dnsQueue;
+      // DNS answers first: a program connects only after its answer came, and when both wait in one
+      // turn the names (and whose they are) must be known before the connection is judged.
       this.loop = new ReadLoop([
-        { fd: conns.fd, drain: (max) => conns.drain(max, (b) => this.onPackets(b)) },
         { fd: dns.fd, drain: (max) => dns.drain(max, (b) => this.onDns(b)) },
+        { fd: conns.fd, drain: (max) => conns.drain(max, (b) => this.onPackets(b)) },
       ]);
       this.loop.start();
       installRules({
@@ -188,31 +194,41 @@ export class Agent {
     this.dnsTcp.sweep(now);
   }
 
+  /**
+   * DNS answers: the receiving socket is looked up (~10 us) and its program sought among the known,
+   * hot and young ones (microseconds) *before* the answer is let through, while the socket surely
+   * exists: a resolver closes it right after the answer. Everything else (decoding, a /proc scan
+   * if needed) happens after the accept, so an answer is never held back by more than that.
+   */
   private onDns(batch: QueuedPacket[]): void {
-    // Accept first: the answer is never held back by our parsing.
+    const tuples = batch.map((p) => parsePacket(p.payload));
+    // Only packets that carry data can hold an answer (not a TCP handshake or ACK).
+    const askers = tuples.map((t, i) => (t && t.dataOffset < batch[i]!.payload.length ? this.askerOf(t) : undefined));
     for (const p of batch) this.dnsQueue!.verdict(p.id, NF_ACCEPT);
-    for (const p of batch) {
-      const t = parsePacket(p.payload);
-      if (!t) continue;
+    batch.forEach((p, i) => {
+      const t = tuples[i];
+      if (!t) return;
       const learn = (m: Buffer): void => {
         const learnt = this.dns.learn(m);
         if (!learnt.length) return;
         this.stats.dnsAnswers++;
-        this.assignAsker(t, learnt);
+        const asker = askers[i];
+        if (typeof asker === 'string') this.dns.assign(asker, learnt);
+        else if (asker) asker.then((k) => { if (k) this.dns.assign(k, learnt); }, () => { /* everyone's names still hold them */ });
       };
       if (t.protocol === 'udp') learn(p.payload.subarray(t.dataOffset));
       else this.dnsTcp.add(tupleKey(t), p.payload.subarray(t.l4), learn);
-    }
+    });
   }
 
-  /** Finds the program that received a DNS answer (the local end of its tuple) and keeps the names as its own too. */
-  private assignAsker(t: Tuple, learnt: Learnt[]): void {
+  /** The program receiving a DNS answer (the local end of its tuple): its key now, a promise of it, or nothing. */
+  private askerOf(t: Tuple): string | Promise<string | undefined> | undefined {
     const local: Tuple = { ...t, src: t.dst, sport: t.dport, dst: t.src, dport: t.sport, srcRaw: t.dstRaw, dstRaw: t.srcRaw };
     const owner = this.diag!.lookup(local);
-    if (!owner) return;
-    const known = this.procs.known(owner.inode);
-    if (known) return this.dns.assign(askerKey(known), learnt);
-    this.procs.resolve(owner.inode, owner.uid).then((p) => { if (p) this.dns.assign(askerKey(p), learnt); }, () => { /* everyone's names still hold them */ });
+    if (!owner) return undefined;
+    const now = this.procs.resolveNow(owner.inode, owner.uid);
+    if (now) return askerKey(now);
+    return this.procs.resolve(owner.inode, owner.uid).then((p) => (p ? askerKey(p) : undefined));
   }
 
   private onPackets(batch: QueuedPacket[]): void {
@@ -263,7 +279,7 @@ export class Agent {
 
     if (!owner) {
       // The socket is gone already: its process closed it and is likely exiting. Give the exit event
-      // a moment to arrive so the record can name the program (these packets only wait that long).
+      // a moment to arrive so the record can name the program (only these packets wait).
       if (!this.events || p.uid === undefined) return this.judge(key, t, null, p.uid, p.sentAfter);
       setTimeout(() => this.judge(key, t, null, p.uid, p.sentAfter), EXIT_EVENT_WAIT_MS);
       return;

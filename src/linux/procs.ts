@@ -299,25 +299,22 @@ export class ProcessResolver {
     return this.exits.filter((x) => x.uid === uid && x.exitedAt > since);
   }
 
+  /**
+   * Synchronously, without a /proc scan: the owner of `inode` if it is known or among the hot and
+   * young processes (microseconds to a few tens of them). For callers that must ask while the
+   * socket surely still exists (a DNS answer not yet delivered).
+   */
+  resolveNow(inode: number, uid: number): ProcessInfo | undefined {
+    if (this.known(inode) === undefined) this.readLikely(new Set([inode]), new Set([uid]));
+    const k = this.known(inode) ?? undefined;
+    if (k) this.touch(k.pid);
+    return k;
+  }
+
   private flush(): void {
     this.flushQueued = false;
     if (this.scanning) return; // the running scan picks the waiters up when it ends
-    const wanted = new Set(this.waiting.map((w) => w.inode));
-    const allKnown = (): boolean => [...wanted].every((i) => this.inodes.has(i));
-    for (const pid of this.hot) {
-      this.scanPidSync(pid, wanted);
-      if (allKnown()) break;
-    }
-    if (!allKnown() && this.young.size) {
-      // A program that started moments ago (curl, a build step) is the likeliest owner of an unknown
-      // socket: read the newest few of the sockets' uids now, before they can exit.
-      const uids = new Set(this.waiting.map((w) => w.uid));
-      const young = [...this.young.values()].filter((y) => uids.has(y.uid)).slice(-YOUNG_SYNC).reverse();
-      for (const y of young) {
-        this.scanPidSync(y.pid, wanted);
-        if (allKnown()) break;
-      }
-    }
+    this.readLikely(new Set(this.waiting.map((w) => w.inode)), new Set(this.waiting.map((w) => w.uid)));
     this.waiting = this.waiting.filter((w) => {
       const k = this.known(w.inode);
       if (k === undefined) return true;
@@ -326,6 +323,22 @@ export class ProcessResolver {
       return false;
     });
     if (this.waiting.length) void this.scan();
+  }
+
+  /** Reads the fds of the hot processes, then of the newest young ones of `uids`, until every wanted socket is known. */
+  private readLikely(wanted: Set<number>, uids: Set<number>): void {
+    const allKnown = (): boolean => [...wanted].every((i) => this.inodes.has(i));
+    for (const pid of this.hot) {
+      this.scanPidSync(pid, wanted);
+      if (allKnown()) return;
+    }
+    // A program that started moments ago (curl, a build step) is the likeliest owner of an unknown
+    // socket: read the newest few of the sockets' uids now, before they can exit.
+    const young = [...this.young.values()].filter((y) => uids.has(y.uid)).slice(-YOUNG_SYNC).reverse();
+    for (const y of young) {
+      this.scanPidSync(y.pid, wanted);
+      if (allKnown()) return;
+    }
   }
 
   private touch(pid: number): void {

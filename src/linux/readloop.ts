@@ -24,7 +24,8 @@ export class ReadLoop {
       while (this.running) {
         const n = await pollReadable(fds, this.pollMs);
         if (!this.running) break;
-        if (n <= 0) continue;
+        // A timeout drains too: the queues then record that they were empty (nfqueue.ts's sentAfter).
+        if (n < 0) continue;
         for (let more = true; more && this.running;) {
           more = false;
           for (const s of this.sources) if (s.drain(this.batch)) more = true;
