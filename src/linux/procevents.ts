@@ -7,7 +7,7 @@
  * The kernel sends these events only to sockets in the initial network namespace, so when the agent
  * runs in another one the socket is made there (setns: needs CAP_SYS_ADMIN). Which namespace is the
  * initial one cannot always be read (pid 1's may be closed to us, as in a VM's init here), so
- * open() tries pid 1's, the agent's own and its ancestors' and keeps the first that hears an event.
+ * EventSocket.open() tries pid 1's, the agent's own and its ancestors' and keeps the first that hears an event.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -25,7 +25,6 @@ const PROC_EVENT_EXIT = 0x80000000;
 const EVENT = 36;
 const DATA = EVENT + 16;
 
-/** `at`: when the kernel saw it, CLOCK_MONOTONIC in ms (as nfqueue.ts's monotonicMs()). */
 /** `at`: when the kernel saw it, CLOCK_MONOTONIC in ms (as nfqueue.ts's monotonicMs()). */
 export type ProcEvent =
   | { type: 'fork'; pid: number; parent: number; at: number; seen?: SeenProcess }
