@@ -14,7 +14,7 @@ import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, monotonicMs, type QueuedPacket 
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
 import { ReadLoop } from '../linux/readloop.js';
 import { ProcEvents } from '../linux/procevents.js';
-import { ProcessResolver, type ExitedProcess, type ProcessInfo } from '../linux/procs.js';
+import { ProcessResolver, processKey, type ExitedProcess, type ProcessInfo } from '../linux/procs.js';
 import { SockDiag, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
 import { AuditWriter } from '../store/writer.js';
@@ -50,9 +50,6 @@ const MONITOR_POLL_MS = 100;
  */
 const EXIT_EVENT_WAIT_MS = 50;
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
-
-/** Names a process for the DNS names it resolved: pid and start time, never a recycled pid. */
-const askerKey = (p: Pick<ProcessInfo, 'pid' | 'start'>): string => `${p.pid}:${p.start}`;
 
 /** The identity of a connection whose process could not be found; rules can name it. */
 export const UNKNOWN_PROCESS = 'unknown-process';
@@ -227,8 +224,8 @@ export class Agent {
     const owner = this.diag!.lookup(local);
     if (!owner) return undefined;
     const now = this.procs.resolveNow(owner.inode, owner.uid);
-    if (now) return askerKey(now);
-    return this.procs.resolve(owner.inode, owner.uid).then((p) => (p ? askerKey(p) : undefined));
+    if (now) return processKey(now);
+    return this.procs.resolve(owner.inode, owner.uid).then((p) => (p ? processKey(p) : undefined));
   }
 
   private onPackets(batch: QueuedPacket[]): void {
@@ -348,7 +345,7 @@ export class Agent {
       if (proc?.user) app.user = proc.user;
       if (proc?.groups.length) app.groups = proc.groups;
       if (!proc && uid !== undefined) app.uid = uid;
-      const hostnames = this.dns.namesOf(t.dst, Date.now(), proc ? askerKey(proc) : undefined);
+      const hostnames = this.dns.namesOf(t.dst, Date.now(), proc ? processKey(proc) : undefined);
       const flow: Flow = { app, remote: { ip: t.dst, hostnames }, port: t.dport, protocol: t.protocol };
       const v = this.decideScript(flow);
       if (v.action !== 'ask') return this.apply(key, t, flow, v, exited);

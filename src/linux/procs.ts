@@ -99,14 +99,32 @@ function groupsOf(gids: number[]): string[] {
   return [...new Set(gids)].map((g) => groupNames!.get(g) ?? String(g));
 }
 
+/** The executable of a process; throws if it is gone (a zombie has none either). */
+const exeOf = (pid: number): string => readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
+
+/** The arguments of a process; throws if it is gone. */
+function cmdlineOf(pid: number): string[] {
+  const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  if (cmdline[cmdline.length - 1] === '') cmdline.pop();
+  return cmdline;
+}
+
+/** The inode of the socket an fd holds; -1 for anything else. Throws if the fd is closed meanwhile. */
+function socketInode(pid: number, fd: string): number {
+  const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
+  return l.startsWith('socket:[') ? Number(l.slice(8, -1)) : -1;
+}
+
+/** How a process is named in maps: pid plus start time, so a recycled pid is another process. */
+export const processKey = (p: { pid: number; start: number }): string => `${p.pid}:${p.start}`;
+
 /** Reads what the policy needs about a live process, or null if it is gone or recycled. */
 export function readProcess(pid: number, expectStart?: number): ProcessInfo | null {
   try {
     const start = startTime(pid);
     if (start === null || (expectStart !== undefined && start !== expectStart)) return null;
-    const path = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (cmdline[cmdline.length - 1] === '') cmdline.pop();
+    const path = exeOf(pid);
+    const cmdline = cmdlineOf(pid);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const uid = idIn(status, 'Uid');
     let cgroup = '';
@@ -170,13 +188,13 @@ const EXITS_MAX = 4096;
  */
 export function readSeen(pid: number, now: number): SeenProcess | null {
   let path: string | undefined;
-  try { path = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ''); } catch { /* gone, or a zombie */ }
+  try { path = exeOf(pid); } catch { /* gone, or a zombie */ }
   const start = startTime(pid);
   if (start === null) return null;
   const seen: SeenProcess = { pid, start, uid: procUid(pid), at: now };
   if (path) seen.path = path;
   try {
-    seen.cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a, i, all) => a || i < all.length - 1);
+    seen.cmdline = cmdlineOf(pid);
   } catch { /* exited meanwhile */ }
   return seen;
 }
@@ -214,7 +232,7 @@ export class ProcessResolver {
   /** Full scans run so far (reported by the benchmark). */
   scans = 0;
 
-  /** Whether the process `pid:start` (as askerKey writes it) still runs. */
+  /** Whether the process of a processKey() still runs. */
   alive(key: string): boolean {
     const [pid, start] = key.split(':').map(Number);
     return startTime(pid!) === start;
@@ -224,7 +242,7 @@ export class ProcessResolver {
   known(inode: number): ProcessInfo | null | undefined {
     const e = this.inodes.get(inode);
     if (!e) return undefined;
-    const key = `${e.pid}:${e.start}`;
+    const key = processKey(e);
     let info = this.byPid.get(key);
     if (!info) {
       const fresh = readProcess(e.pid, e.start);
@@ -277,14 +295,14 @@ export class ProcessResolver {
 
   private exited(pid: number, at: number): void {
     const p = this.procs.get(pid);
-    const info = p && this.byPid.get(`${pid}:${p.start}`);
+    const info = p && this.byPid.get(processKey({ pid, start: p.start }));
     const seen = this.young.get(pid) ?? (info && { ...info, at: 0 });
     if (seen) this.exits.push({ ...seen, exitedAt: at });
     this.young.delete(pid);
     this.procs.delete(pid);
     this.fdsOf.delete(pid);
     this.hot = this.hot.filter((x) => x !== pid);
-    if (p) this.byPid.delete(`${pid}:${p.start}`);
+    if (p) this.byPid.delete(processKey({ pid, start: p.start }));
     let drop = 0;
     while (drop < this.exits.length && (this.exits[drop]!.exitedAt < at - EXITS_MS || this.exits.length - drop > EXITS_MAX)) drop++;
     if (drop) this.exits = this.exits.slice(drop);
@@ -365,10 +383,9 @@ export class ProcessResolver {
     const read = (fd: string): void => {
       tried.add(fd);
       try {
-        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (!l.startsWith('socket:[')) return;
+        const inode = socketInode(pid, fd);
+        if (inode < 0) return;
         sockets.add(fd);
-        const inode = Number(l.slice(8, -1));
         if (wanted.has(inode) && !this.inodes.has(inode)) missing--;
         this.record(inode, pid, p.start, wanted);
       } catch { /* closed meanwhile */ }
@@ -465,8 +482,8 @@ export class ProcessResolver {
     for (const fd of fds) {
       await slice.yield();
       try {
-        const l = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (l.startsWith('socket:[')) this.record(Number(l.slice(8, -1)), pid, start, wanted);
+        const inode = socketInode(pid, fd);
+        if (inode >= 0) this.record(inode, pid, start, wanted);
       } catch { /* fd closed meanwhile */ }
     }
   }
