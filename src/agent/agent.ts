@@ -15,7 +15,7 @@ import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
 import { ReadLoop } from '../linux/readloop.js';
 import { ProcEvents } from '../linux/procevents.js';
 import { ProcessResolver, processKey, type ExitedProcess, type ProcessInfo } from '../linux/procs.js';
-import { SockDiag, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
+import { SockDiag, type SocketOwner, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
 import { AuditWriter } from '../store/writer.js';
 
@@ -210,22 +210,24 @@ export class Agent {
         if (!learnt.length) return;
         this.stats.dnsAnswers++;
         const asker = askers[i];
-        if (typeof asker === 'string') this.dns.assign(asker, learnt);
-        else if (asker) asker.then((k) => { if (k) this.dns.assign(k, learnt); }, () => { /* everyone's names still hold them */ });
+        if (asker?.now) this.dns.assign(processKey(asker.now), learnt);
+        else if (asker) {
+          // Only now that the answer taught something is a /proc scan worth it.
+          this.procs.resolve(asker.inode, asker.uid).then((k) => { if (k) this.dns.assign(processKey(k), learnt); }, () => { /* everyone's names still hold them */ });
+        }
       };
       if (t.protocol === 'udp') learn(p.payload.subarray(t.dataOffset));
       else this.dnsTcp.add(tupleKey(t), p.payload.subarray(t.l4), learn);
     });
   }
 
-  /** The program receiving a DNS answer (the local end of its tuple): its key now, a promise of it, or nothing. */
-  private askerOf(t: Tuple): string | Promise<string | undefined> | undefined {
+  /** The socket receiving a DNS answer (the local end of its tuple), and its program if found without a scan. */
+  private askerOf(t: Tuple): (SocketOwner & { now?: ProcessInfo }) | undefined {
     const local: Tuple = { ...t, src: t.dst, sport: t.dport, dst: t.src, dport: t.sport, srcRaw: t.dstRaw, dstRaw: t.srcRaw };
     const owner = this.diag!.lookup(local);
     if (!owner) return undefined;
     const now = this.procs.resolveNow(owner.inode, owner.uid);
-    if (now) return processKey(now);
-    return this.procs.resolve(owner.inode, owner.uid).then((p) => (p ? processKey(p) : undefined));
+    return now ? { ...owner, now } : owner;
   }
 
   private onPackets(batch: QueuedPacket[]): void {
