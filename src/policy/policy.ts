@@ -18,8 +18,10 @@
  * a handful of hash lookups, never a scan over the rule list.
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
+import { StringIndex } from './dict.js';
+import { hashFwd, KeyTable, NS } from './keys.js';
 import { PairTable, TAG } from './pairs.js';
-import { canonicalUrl, compileRule, type AppMatch, type ParsedRule, type ParseCache } from './rules.js';
+import { canonicalUrl, compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable } from './table.js';
 import { InvalidRulesError, type Flow, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
 
@@ -54,9 +56,9 @@ export class Policy {
   private readonly table: RuleTable;
   private readonly pairs: PairTable;
   // application keys -> application numbers
-  private readonly byId = new Map<string, number>();
-  private readonly byPath = new Map<string, number>();
-  private readonly byPrefix = new Map<string, number>();
+  private readonly byId = new StringIndex();
+  private readonly byPath = new StringIndex();
+  private readonly byPrefix = new StringIndex();
   private readonly prefixLens = new Int32Array(PATH_MAX / 32);
   private readonly subByFirst = new Map<string, SubPath[]>();
   private readonly subFirstLens = new Int32Array(PATH_MAX / 32); // first-component lengths present: skip slicing others
@@ -67,9 +69,9 @@ export class Policy {
   private readonly cidr4Lens = new Map<number, number[]>(); // per application, longest first
   private readonly cidr6Lens = new Map<number, number[]>();
   // destination strings -> destination numbers
-  private readonly names = new Map<string, number>(); // hosts, URL hosts, wildcard suffixes
+  private readonly names = new StringIndex(); // hosts, URL hosts, wildcard suffixes
   private readonly wildLens = new Int32Array(8); // suffix lengths present (names are at most 253 characters)
-  private readonly keys6 = new Map<string, number>(); // IPv6 addresses and networks
+  private readonly keys6 = new StringIndex(); // IPv6 addresses and networks
   private defaultVerdict: Verdict;
 
   // The flow's destination, resolved at most once per decide() (decide is synchronous, so instance state is safe).
@@ -91,26 +93,21 @@ export class Policy {
   /** Validate and compile. Throws InvalidRulesError listing every bad rule: never a partial policy. */
   static compile(rules: readonly unknown[], mode: Mode = 'passive-allow'): Policy {
     const errors: RuleError[] = [];
-    const seen = new Map<string, number>();
-    const cache: ParseCache = { apps: new Map() };
-    const appNos = new Map<AppMatch, number>(); // the cache hands out one AppMatch per application text
+    // Compile-time only tables (dropped after): rule ids, for duplicates, and application texts
+    // -> application numbers. KeyTable, not Map: ~200 ns less a rule on a 250,000-rule catalog.
+    const keys = new KeyTable(rules.length);
     const p = new Policy(mode, rules.length);
+    const cache = p.appCache(keys);
     for (let index = 0; index < rules.length; index++) {
       const raw = rules[index];
       const id = (raw as { id?: unknown } | null)?.id;
       if (typeof id === 'string' && id !== '') {
-        const firstUse = seen.get(id);
-        if (firstUse !== undefined) errors.push({ index, id, field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
-        else seen.set(id, index);
+        const firstUse = keys.add(NS.id, hashFwd(id, 0, id.length, NS.id), id, 0, id.length, index);
+        if (firstUse >= 0) errors.push({ index, id, field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
       }
       const c = compileRule(raw, index, cache);
       if (Array.isArray(c)) errors.push(...c);
-      else if (errors.length === 0) {
-        // after an error the policy is thrown away: only validate
-        let app = appNos.get(c.app);
-        if (app === undefined) appNos.set(c.app, (app = p.newApp(c.app)));
-        p.add(app, c, p.table.add(c));
-      }
+      else if (errors.length === 0) p.add(c.appNo, c, p.table.add(c)); // after an error the policy is thrown away: only validate
     }
     if (errors.length > 0) throw new InvalidRulesError(errors);
     p.table.sortLists();
@@ -163,11 +160,33 @@ export class Policy {
     const app = flow.app;
     let a: number | undefined;
     let r = NONE;
-    if (app.id !== undefined && (a = this.byId.get(app.id)) !== undefined && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
-    if ((a = this.byPath.get(app.path)) !== undefined && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
+    if (app.id !== undefined && (a = this.byId.get(app.id)) !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
+    if ((a = this.byPath.get(app.path)) !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
     if ((this.byPrefix.size > 0 || this.subByFirst.size > 0) && (r = this.matchPrefixes(flow, now)) !== NONE) return this.table.verdict(r);
     if (this.anyApp !== NONE && (r = this.match(this.anyApp, flow, now)) !== NONE) return this.table.verdict(r);
     return this.defaultVerdict;
+  }
+
+  /** The compile's application cache: each distinct application text parsed once and numbered. */
+  private appCache(keys: KeyTable): AppCache {
+    const apps: AppMatch[] = [];
+    const find = (text: string): number => keys.find(NS.app, hashFwd(text, 0, text.length, NS.app), text, 0, text.length);
+    return {
+      find,
+      get: (n) => apps[n]!,
+      store: (text, app) => {
+        // `*/X` and `*/X/` are one sub-path: one application, so their rules compete with each other
+        const canon = app.kind === 'subpath' ? '*' + app.key : text;
+        let n = canon === text ? -1 : find(canon);
+        if (n < 0) {
+          n = this.newApp(app);
+          apps[n] = app;
+          keys.add(NS.app, hashFwd(canon, 0, canon.length, NS.app), canon, 0, canon.length, n);
+        }
+        if (canon !== text) keys.add(NS.app, hashFwd(text, 0, text.length, NS.app), text, 0, text.length, n);
+        return n;
+      },
+    };
   }
 
   private newApp(a: AppMatch): number {
@@ -203,22 +222,22 @@ export class Policy {
         this.appHas[app]! |= HAS.any;
         this.appAny[app] = this.table.join(this.appAny[app]!, i);
         break;
-      case 'url': put(HAS.url, TAG.url, intern(this.names, e.host)); break;
-      case 'host': put(HAS.host, TAG.host, intern(this.names, e.host)); break;
+      case 'url': put(HAS.url, TAG.url, this.names.intern(e.host)); break;
+      case 'host': put(HAS.host, TAG.host, this.names.intern(e.host)); break;
       case 'wildcard':
         setBit(this.wildLens, e.suffix.length);
-        put(HAS.wildcard, TAG.wild, intern(this.names, e.suffix));
+        put(HAS.wildcard, TAG.wild, this.names.intern(e.suffix));
         break;
       case 'ip':
         if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
-        else put(HAS.ip6, TAG.ip6, intern(this.keys6, e.key));
+        else put(HAS.ip6, TAG.ip6, this.keys6.intern(e.key));
         break;
       case 'cidr': {
         const lens = e.v === 4 ? this.cidr4Lens : this.cidr6Lens;
         const l = lens.get(app) ?? [];
         if (!l.includes(e.len)) lens.set(app, [...l, e.len].sort((x, y) => y - x));
         if (e.v === 4) put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
-        else put(HAS.cidr6, TAG.cidr6 + e.len, intern(this.keys6, e.key as string));
+        else put(HAS.cidr6, TAG.cidr6 + e.len, this.keys6.intern(e.key as string));
         break;
       }
     }
@@ -232,7 +251,7 @@ export class Policy {
       for (let i = path.lastIndexOf('/'); i >= 0; i = i === 0 ? -1 : path.lastIndexOf('/', i - 1)) {
         if (!hasBit(this.prefixLens, i + 1)) continue;
         const a = this.byPrefix.get(path.slice(0, i + 1));
-        const r = a === undefined ? NONE : this.match(a, flow, now);
+        const r = a === NONE ? NONE : this.match(a, flow, now);
         if (r !== NONE) return r;
       }
       return NONE;
@@ -242,7 +261,7 @@ export class Policy {
     for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
       if (hasBit(this.prefixLens, i + 1)) {
         const a = this.byPrefix.get(path.slice(0, i + 1));
-        if (a !== undefined) (cands ??= []).push([i, i + 1, 1, a]);
+        if (a !== NONE) (cands ??= []).push([i, i + 1, 1, a]);
       }
       const next = path.indexOf('/', i + 1);
       const end = next < 0 ? path.length : next;
@@ -285,7 +304,7 @@ export class Policy {
 
   private hostIds(): number[] {
     const ids = this.nameIds;
-    if (ids.length !== this.flowNames.length) for (const h of this.flowNames) ids.push(this.names.get(h) ?? NONE);
+    if (ids.length !== this.flowNames.length) for (const h of this.flowNames) ids.push(this.names.get(h));
     return ids;
   }
 
@@ -297,7 +316,7 @@ export class Policy {
       for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
         if (!hasBit(this.wildLens, h.length - d - 1)) continue;
         const id = this.names.get(h.slice(d + 1));
-        if (id !== undefined) ids.push(id);
+        if (id !== NONE) ids.push(id);
       }
     }
     return (this.suffixIds = ids);
@@ -311,7 +330,7 @@ export class Policy {
       return NONE; // a flow URL we cannot parse matches no URL rule; host/IP rules still apply
     }
     const id = this.names.get(u.hostname);
-    if (id === undefined) return NONE;
+    if (id === NONE) return NONE;
     const c = canonicalUrl(u);
     for (const i of this.table.members(this.pairs.get(app, TAG.url, id))) {
       const h = this.table.hrefs.get(i)!;
@@ -344,19 +363,13 @@ export class Policy {
       const w = this.ip6;
       const probe = (tag: number, len: number): number => {
         const id = this.keys6.get(maskV6Key(w, len));
-        return id === undefined ? NONE : t.first(this.pairs.get(app, tag, id), flow, now);
+        return id === NONE ? NONE : t.first(this.pairs.get(app, tag, id), flow, now);
       };
       if ((has & HAS.ip6) !== 0 && (r = probe(TAG.ip6, 128)) !== NONE) return r;
       if ((has & HAS.cidr6) !== 0) for (const len of this.cidr6Lens.get(app)!) if ((r = probe(TAG.cidr6 + len, len)) !== NONE) return r;
     }
     return NONE;
   }
-}
-
-function intern(map: Map<string, number>, key: string): number {
-  let n = map.get(key);
-  if (n === undefined) map.set(key, (n = map.size));
-  return n;
 }
 
 /**

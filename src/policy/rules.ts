@@ -33,6 +33,8 @@ export interface ParsedRule {
   readonly rule: Rule;
   readonly action: Action;
   readonly app: AppMatch;
+  /** The application's number from the AppCache; -1 without one. */
+  readonly appNo: number;
   readonly endpoint: EndpointMatch;
   readonly portLo: number; // 0 = any port
   readonly portHi: number;
@@ -178,25 +180,24 @@ function endpointLength(e: EndpointMatch): number {
 }
 
 /**
- * Parse results shared by the rules of one compile: catalogs repeat each application for many rules.
- * (Endpoints are mostly distinct in big catalogs; caching them cost more than it saved.)
+ * Applications parsed once per distinct text, as the compiling policy numbers them: catalogs repeat
+ * each application for many rules. (Endpoints are mostly distinct in big catalogs; caching them
+ * cost more than it saved.)
  */
-export interface ParseCache {
-  apps: Map<string, AppMatch | string>;
-}
-
-function cached<T>(map: Map<string, T> | undefined, v: unknown, parse: (v: unknown) => T): T {
-  if (typeof v !== 'string' || !map) return parse(v);
-  let r = map.get(v);
-  if (r === undefined) map.set(v, (r = parse(v)));
-  return r;
+export interface AppCache {
+  /** The number of an application text parsed before, or -1. */
+  find(text: string): number;
+  /** The application of a number `find` or `store` gave. */
+  get(n: number): AppMatch;
+  /** Remember a valid application text just parsed: its number. */
+  store(text: string, app: AppMatch): number;
 }
 
 /**
  * Validate one raw rule (as parsed from a file) and compile it, or return its errors.
  * Unknown fields are errors: a typo such as "acton" must not silently mean "no action".
  */
-export function compileRule(raw: unknown, index: number, cache?: ParseCache): ParsedRule | RuleError[] {
+export function compileRule(raw: unknown, index: number, cache?: AppCache): ParsedRule | RuleError[] {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return [{ index, field: 'rule', message: 'must be an object' }];
   }
@@ -207,8 +208,11 @@ export function compileRule(raw: unknown, index: number, cache?: ParseCache): Pa
   if (id === undefined) fail('id', 'missing or empty id');
   for (const k in r) if (!RULE_FIELDS.has(k)) fail(k, 'unknown field');
   if (r.action !== 'allow' && r.action !== 'block') fail('action', `unknown action ${JSON.stringify(r.action)} (allow or block)`);
-  const app = cached(cache?.apps, r.application, parseApplication);
+  const text = r.application;
+  let appNo = cache && typeof text === 'string' ? cache.find(text) : -1;
+  const app = appNo >= 0 ? cache!.get(appNo) : parseApplication(text);
   if (typeof app === 'string') fail('application', app);
+  else if (appNo < 0 && cache && typeof text === 'string') appNo = cache.store(text, app);
   const endpoint = parseEndpoint(r.endpoint);
   if (typeof endpoint === 'string') fail('endpoint', endpoint);
   const port = parsePort(r.port);
@@ -236,7 +240,7 @@ export function compileRule(raw: unknown, index: number, cache?: ParseCache): Pa
   const score = (((ENDPOINT_RANK[e.kind] * 256 + endpointLength(e)) * 3 + portRank) * 2 + (proto ? 1 : 0)) * 2 + scoped;
   const rule = raw as Rule;
   return {
-    rule, action: r.action as Action, app: a, endpoint: e, portLo, portHi, proto: proto as 0 | 1 | 2,
+    rule, action: r.action as Action, app: a, appNo, endpoint: e, portLo, portHi, proto: proto as 0 | 1 | 2,
     users: users as ReadonlySet<string> | null, groups: groups as ReadonlySet<string> | null, expiresAt, score,
   };
 }

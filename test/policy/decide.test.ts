@@ -121,6 +121,16 @@ describe('application levels', () => {
     assert.equal(decide(bin, flow({ path: '/usr/local/bin/curlx' }, 'x.com')).action, 'allow');
   });
 
+  test('a sub-path written with or without its trailing slash is one application: its most specific rule wins', () => {
+    const r = [
+      rule({ id: 'arcAny', action: 'allow', application: '*/Arc.app' }),
+      rule({ id: 'arcHost', action: 'block', application: '*/Arc.app/', endpoint: 'tracker.com' }),
+    ];
+    const arc = { path: '/Applications/Arc.app/Contents/MacOS/Arc' };
+    assert.equal(decide(r, flow(arc, 'tracker.com')).rule?.id, 'arcHost');
+    assert.equal(decide(r, flow(arc, 'x.com')).rule?.id, 'arcAny');
+  });
+
   test('prefixes and sub-paths: the match reaching deepest into the path wins', () => {
     const r = [
       rule({ id: 'apps', action: 'block', application: '/Applications/' }),
