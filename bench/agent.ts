@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     console.log(`                  added latency p50 ${withAgent.p50us - base.p50us} us, p99 ${withAgent.p99us - base.p99us} us; agent CPU ${(cpu * 100).toFixed(0)}% = ${((cpu * 1e6) / withAgent.perSec).toFixed(0)} us per connection (kernel re-injection included), peak RSS ${rss.toFixed(0)} MB`);
     console.log(`                  verdicts ${stats.decisions}, audit rows ${stats.auditWritten} (${stats.decisions === stats.auditWritten && stats.decisions === withAgent.connections + withAgent.errors + light.connections + light.errors ? 'every connection recorded' : 'MISMATCH with connections made'}), errors ${stats.errors}`);
     console.log(`  one at a time   no queue connect p50 ${baseLight.p50us} us, p99 ${baseLight.p99us} us; agent p50 ${light.p50us} us, p99 ${light.p99us} us: added p50 ${light.p50us - baseLight.p50us} us, p99 ${light.p99us - baseLight.p99us} us`);
-    console.log(`                  event loop delay p99 ${stats.loopP99Ms?.toFixed(1)} ms, longest stall ${stats.loopMaxMs?.toFixed(1)} ms`);
+    console.log(`                  event loop late p99 ${stats.loopP99Ms?.toFixed(1)} ms, longest stall ${stats.loopMaxMs?.toFixed(1)} ms`);
 
     const osn = await runOpenSnitch(SINK, load);
     if (typeof osn === 'string') console.log(`  opensnitchd     not measured: ${osn}`);

@@ -49,6 +49,7 @@ const MONITOR_POLL_MS = 100;
  * some exit of that uid is heard": an earlier exit could then be taken for the sender's.
  */
 const EXIT_EVENT_WAIT_MS = 50;
+const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
 /** The identity of a connection whose process could not be found; rules can name it. */
@@ -86,10 +87,19 @@ export class Agent {
   /** Monitor mode: inodes of the connections already recorded. */
   private observed = new Set<number>();
   /** Event-loop delay: a stall here delays every verdict. */
-  readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 5 });
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_TICK_MS });
   readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0 };
 
   constructor(readonly opts: AgentOptions) {}
+
+  /**
+   * How late the event loop ran, in ms: p99 and worst. The histogram holds the time between its
+   * timer's runs, tick included (an idle loop reads 5.1 ms); what delays verdicts is the excess.
+   */
+  get loopLag(): { p99Ms: number; maxMs: number } {
+    const late = (ns: number): number => Math.max(0, ns / 1e6 - LOOP_TICK_MS);
+    return { p99Ms: late(this.loopDelay.percentile(99)), maxMs: late(this.loopDelay.max) };
+  }
 
   private async loadPolicy(): Promise<void> {
     const cat = await readCatalog(this.opts.catalog);

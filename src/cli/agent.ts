@@ -72,9 +72,9 @@ export function agentCommands(program: Command): void {
       });
       await agent.stop();
       const { received, written } = agent.auditCounts;
-      const d = agent.loopDelay;
-      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written, ${agent.stats.errors} errors; event loop delay p99 ${(d.percentile(99) / 1e6).toFixed(1)} ms, max ${(d.max / 1e6).toFixed(1)} ms`);
-      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, procScans: agent.procScans, auditWritten: written, loopP99Ms: d.percentile(99) / 1e6, loopMaxMs: d.max / 1e6 })}`);
+      const lag = agent.loopLag;
+      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written, ${agent.stats.errors} errors; event loop late p99 ${lag.p99Ms.toFixed(1)} ms, max ${lag.maxMs.toFixed(1)} ms`);
+      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, procScans: agent.procScans, auditWritten: written, loopP99Ms: lag.p99Ms, loopMaxMs: lag.maxMs })}`);
     });
 
   program
