@@ -49,6 +49,7 @@ const MONITOR_POLL_MS = 100;
  * some exit of that uid is heard": an earlier exit could then be taken for the sender's.
  */
 const EXIT_EVENT_WAIT_MS = 50;
+const WATCH_SETTLE_MS = 100; // quiet time after a catalog file change before it is reloaded
 const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
@@ -82,6 +83,8 @@ export class Agent {
   /** Same key -> packet ids waiting for the first packet's verdict (monitor mode: none). */
   private readonly pending = new Map<string, number[]>();
   private watcher?: FSWatcher;
+  private watchSettle?: NodeJS.Timeout;
+  private reloads: Promise<unknown> = Promise.resolve();
   private sweeper?: NodeJS.Timeout;
   private poller?: NodeJS.Timeout;
   /** Monitor mode: inodes of the connections already recorded. */
@@ -101,15 +104,17 @@ export class Agent {
     return { p99Ms: late(this.loopDelay.percentile(99)), maxMs: late(this.loopDelay.max) };
   }
 
-  private async loadPolicy(): Promise<void> {
+  /** At start nothing waits for a verdict yet; a reload compiles in slices while the old rules decide. */
+  private async loadPolicy(sliced: boolean): Promise<void> {
     const cat = await readCatalog(this.opts.catalog);
-    this.mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
-    this.policy = Policy.compile(cat.rules, this.mode);
+    const mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
+    this.policy = sliced ? await Policy.compileSliced(cat.rules, mode) : Policy.compile(cat.rules, mode);
+    this.mode = mode;
   }
 
   /** Loads the catalog, opens the store and queues, then installs the netfilter rules. */
   async start(): Promise<void> {
-    await this.loadPolicy();
+    await this.loadPolicy(false);
     this.store = await AuditWriter.open(this.opts.db);
     try {
       this.events = await ProcEvents.start(
@@ -145,7 +150,11 @@ export class Agent {
       await this.stop();
       throw e;
     }
-    this.watcher = watch(this.opts.catalog, () => void this.reload('catalog file changed'));
+    // An editor's save is several change events: one reload once they stop.
+    this.watcher = watch(this.opts.catalog, () => {
+      clearTimeout(this.watchSettle);
+      this.watchSettle = setTimeout(() => void this.reload('catalog file changed'), WATCH_SETTLE_MS);
+    });
     this.sweeper = setInterval(() => this.sweep(), 5000);
     this.loopDelay.enable();
     const s = this.policy.stats();
@@ -153,10 +162,19 @@ export class Agent {
     this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog}, mode ${this.mode}, ${how}, audit ${this.opts.db}`);
   }
 
-  /** Swaps in the catalog as it is now; a bad catalog leaves the running policy in place. */
-  async reload(why: string): Promise<boolean> {
+  /**
+   * Swaps in the catalog as it is now; a bad catalog leaves the running policy in place. Reloads run
+   * one after another: two compiles at once would finish in either order.
+   */
+  reload(why: string): Promise<boolean> {
+    const next = this.reloads.then(() => this.reloadNow(why));
+    this.reloads = next;
+    return next;
+  }
+
+  private async reloadNow(why: string): Promise<boolean> {
     try {
-      await this.loadPolicy();
+      await this.loadPolicy(true);
       this.verdicts.clear();
       this.opts.log(`tollgate agent: reloaded (${why}): ${this.policy.stats().rules} rules, mode ${this.mode}`);
       return true;
@@ -169,6 +187,7 @@ export class Agent {
   /** Removes the netfilter rules first (traffic flows again), then drains and closes everything. */
   async stop(): Promise<void> {
     this.watcher?.close();
+    clearTimeout(this.watchSettle);
     clearInterval(this.sweeper);
     clearInterval(this.poller);
     this.loopDelay.disable();

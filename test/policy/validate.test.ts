@@ -68,3 +68,21 @@ test('all bad rules are reported at once, duplicates and missing ids included; n
     return true;
   });
 });
+
+test('a sliced compile lets the event loop run, and gives the same policy and the same errors', async () => {
+  const rules = Array.from({ length: 20_000 }, (_, i) => ({ id: `r${i}`, action: i % 2 ? 'allow' : 'block', application: `/usr/bin/app${i % 500}`, endpoint: `h${i}.example.com` }));
+  let turns = 0;
+  const tick = setInterval(() => turns++, 0);
+  const sliced = await Policy.compileSliced(rules, 'passive-block', 0.01);
+  clearInterval(tick);
+  assert.ok(turns > 0, 'timers ran while the rules compiled');
+  const flow = (i: number) => ({ app: { path: `/usr/bin/app${i % 500}` }, remote: { ip: '192.0.2.1', hostnames: [`h${i}.example.com`] }, port: 443, protocol: 'tcp' as const });
+  const whole = Policy.compile(rules, 'passive-block');
+  for (const i of [0, 1, 777, 19_999]) assert.deepEqual(sliced.decide(flow(i)), whole.decide(flow(i)));
+  assert.equal(sliced.decide(flow(20_001)).action, 'block', 'the mode carries over');
+  const bad = [...rules, { id: 'r5', action: 'allow', application: 'any' }, { id: 'x', action: 'deny', application: 'any' }];
+  const err = await Policy.compileSliced(bad).catch((e: unknown) => e);
+  assert.ok(err instanceof InvalidRulesError);
+  assert.deepEqual(err.errors, Policy.validate(bad));
+  assert.deepEqual(err.errors.map((e) => `${e.id} ${e.field}`), ['r5 id', 'x action']);
+});
