@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseCatalog, serializeCatalog } from '../src/catalog/index.js';
+import { parseCatalog, readCatalogOffThread, serializeCatalog } from '../src/catalog/index.js';
 import { Policy, type Flow, type Rule } from '../src/policy/index.js';
 import { flowsFor, generateCatalog, prng } from './gen.js';
 
@@ -38,10 +38,10 @@ interface Result {
 }
 
 /**
- * The agent's reload: the same rules compiled in slices (Policy.compileSliced) while a timer loop
- * measures the longest time the event loop did not turn. The file's parse is not sliced (see loadMs).
+ * The agent's reload: the file read on a worker thread (readCatalogOffThread) and compiled in slices
+ * (Policy.compileSliced), while a loop of setImmediate measures the longest time the event loop did not turn.
  */
-async function reload(rules: readonly Rule[]): Promise<{ reloadMs: number; reloadStallMs: number }> {
+async function reload(file: string): Promise<{ reloadMs: number; reloadStallMs: number }> {
   let last = performance.now();
   let stall = 0;
   let on = true;
@@ -53,7 +53,7 @@ async function reload(rules: readonly Rule[]): Promise<{ reloadMs: number; reloa
   };
   setImmediate(turn);
   const t = performance.now();
-  await Policy.compileSliced(rules, 'passive-allow');
+  await Policy.compileSliced((await readCatalogOffThread(file)).rules, 'passive-allow');
   const reloadMs = performance.now() - t;
   on = false;
   return { reloadMs, reloadStallMs: stall };
@@ -74,7 +74,7 @@ async function run(file: string, name: string): Promise<Result[]> {
     { ...base, workload: 'skewed', ...time(policy, flowsFor(policy.rules, 200_000, 43, 6)) },
     { ...base, workload: 'machine', ...time(policy, machineFlows(policy.rules, 5_000, 200_000)) },
   ];
-  const r = await reload(policy.rules);
+  const r = await reload(file);
   return workloads.map((w) => ({ ...w, ...r }));
 }
 
@@ -156,9 +156,9 @@ async function main(): Promise<void> {
       `${r.name.padEnd(30)} ${r.workload.padEnd(8)} ${String(r.rules).padStart(7)} ${r.fileMB.toFixed(1).padStart(9)} ${r.loadMs.toFixed(0).padStart(16)} ${r.heapMB.toFixed(0).padStart(8)} ${r.peakRssMB.toFixed(0).padStart(12)} ${Math.round(r.perSec).toLocaleString('en-US').padStart(12)} ${String(r.p50ns).padStart(8)} ${String(r.p99ns).padStart(7)} ${String(r.p999ns).padStart(9)} ${(r.hits * 100).toFixed(0).padStart(9)}% ${r.floorNs.toFixed(0).padStart(8)}`,
     );
   }
-  console.log('\nreload (the agent recompiles in 4 ms slices while the old rules decide; the file\'s parse is one piece):');
+  console.log('\nreload, as the agent does it while the old rules decide (file read on a worker thread, compiled in 4 ms slices):');
   for (const r of results.filter((x) => x.workload === 'uniform')) {
-    console.log(`  ${r.name.padEnd(30)} sliced compile ${r.reloadMs.toFixed(0)} ms, longest event-loop stall ${r.reloadStallMs.toFixed(1)} ms`);
+    console.log(`  ${r.name.padEnd(30)} ${r.reloadMs.toFixed(0)} ms, longest event-loop stall ${r.reloadStallMs.toFixed(1)} ms (a load: ${r.loadMs.toFixed(0)} ms in one piece)`);
   }
   console.log('\ntargets: >= 2,000,000 decisions/s, p99 < 5,000 ns, load+compile < 500 ms, peak RSS < 150 MB, heap < 100 MB');
 }

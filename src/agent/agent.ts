@@ -5,7 +5,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { readCatalog } from '../catalog/index.js';
+import { readCatalog, readCatalogOffThread } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -104,9 +104,9 @@ export class Agent {
     return { p99Ms: late(this.loopDelay.percentile(99)), maxMs: late(this.loopDelay.max) };
   }
 
-  /** At start nothing waits for a verdict yet; a reload compiles in slices while the old rules decide. */
+  /** At start nothing waits for a verdict yet; a reload reads on a worker thread and compiles in slices while the old rules decide. */
   private async loadPolicy(sliced: boolean): Promise<void> {
-    const cat = await readCatalog(this.opts.catalog);
+    const cat = sliced ? await readCatalogOffThread(this.opts.catalog) : await readCatalog(this.opts.catalog);
     const mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
     this.policy = sliced ? await Policy.compileSliced(cat.rules, mode) : Policy.compile(cat.rules, mode);
     this.mode = mode;

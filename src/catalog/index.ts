@@ -1,4 +1,5 @@
 export { CatalogError } from './errors.js';
 export * from './file.js';
+export { readCatalogOffThread } from './offthread.js';
 export { fromNuApp, fromNuAppLegacy, keyToApplication, nuAppUnsupported, toNuApp } from './nuapp.js';
 export { catalogStats, diffCatalogs, type AppDiff, type CatalogStats } from './review.js';

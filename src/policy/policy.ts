@@ -27,7 +27,7 @@ import { InvalidRulesError, type Flow, type Level, type Mode, type Rule, type Ru
 // Which destination classes an application has rules for: decide() probes only those.
 const HAS = { url: 1, host: 2, wildcard: 4, ip4: 8, ip6: 16, cidr4: 32, cidr6: 64, any: 128 } as const;
 const HAS_IP = HAS.ip4 | HAS.ip6 | HAS.cidr4 | HAS.cidr6;
-const STEP = 1024; // rules between a sliced compile's checks of the clock
+const STEP = 256; // rules between a sliced compile's checks of the clock
 const PATH_MAX = 4096; // Linux's; longer keys still match: hasBit() says "maybe" beyond the set
 
 // Length sets as bit sets: a Set<number>.has() cost ~13 ns, a bit test ~3 ns, and decide() asks per path component and per domain label.

@@ -1,8 +1,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CatalogError, parseCatalog, readCatalog, serializeCatalog } from '../../src/catalog/index.js';
+import { CatalogError, parseCatalog, readCatalog, readCatalogOffThread, serializeCatalog } from '../../src/catalog/index.js';
 import { Policy, type Rule } from '../../src/policy/index.js';
 import { DATA, NO_DATA } from '../data.js';
 
@@ -146,5 +147,28 @@ describe('bad input gives one clear message', () => {
   test('the real files are read byte for byte as given (no trailing garbage accepted)', { skip: NO_DATA }, () => {
     const text = readFileSync(join(DATA, 'app_Rules_Demo_rules.json'), 'utf8') + '}';
     assert.throws(() => parseCatalog(Buffer.from(text), 'x'), /invalid JSON/);
+  });
+});
+
+describe('reading on a worker thread (the agent\'s reload)', () => {
+  test('gives what readCatalog gives, every rule in order, and the same errors', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-offthread-'));
+    try {
+      const many: Rule[] = Array.from({ length: 5000 }, (_, i) => ({ ...SAMPLE[i % SAMPLE.length]!, id: `r${i}` }));
+      const file = join(dir, 'c.json');
+      writeFileSync(file, serializeCatalog(many, { format: 'tollgate', encoding: 'json', mode: 'ask' }));
+      assert.deepEqual(await readCatalogOffThread(file), await readCatalog(file));
+      assert.equal((await readCatalogOffThread(file)).rules.length, 5000);
+      const bad = join(dir, 'bad.json');
+      writeFileSync(bad, '{"format": ');
+      for (const path of [bad, join(dir, 'missing.json')]) {
+        const want = (await readCatalog(path).catch((e: unknown) => e)) as CatalogError;
+        const got = await readCatalogOffThread(path).catch((e: unknown) => e);
+        assert.ok(got instanceof CatalogError, `${path}: a CatalogError`);
+        assert.equal(got.message, want.message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
