@@ -85,6 +85,7 @@ export class Agent {
   private watcher?: FSWatcher;
   private watchSettle?: NodeJS.Timeout;
   private reloads: Promise<unknown> = Promise.resolve();
+  private readonly stopping = new AbortController(); // ends a reload under way when the agent stops
   private sweeper?: NodeJS.Timeout;
   private poller?: NodeJS.Timeout;
   /** Monitor mode: inodes of the connections already recorded. */
@@ -106,9 +107,10 @@ export class Agent {
 
   /** At start nothing waits for a verdict yet; a reload reads on a worker thread and compiles in slices while the old rules decide. */
   private async loadPolicy(sliced: boolean): Promise<void> {
-    const cat = sliced ? await readCatalogOffThread(this.opts.catalog) : await readCatalog(this.opts.catalog);
+    const signal = this.stopping.signal;
+    const cat = sliced ? await readCatalogOffThread(this.opts.catalog, signal) : await readCatalog(this.opts.catalog);
     const mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
-    this.policy = sliced ? await Policy.compileSliced(cat.rules, mode) : Policy.compile(cat.rules, mode);
+    this.policy = sliced ? await Policy.compileSliced(cat.rules, mode, 4, signal) : Policy.compile(cat.rules, mode);
     this.mode = mode;
   }
 
@@ -179,6 +181,7 @@ export class Agent {
       this.opts.log(`tollgate agent: reloaded (${why}): ${this.policy.stats().rules} rules, mode ${this.mode}`);
       return true;
     } catch (e) {
+      if (this.stopping.signal.aborted) return false; // stop() came first: no reload to report
       this.opts.log(`tollgate agent: reload failed (${why}), keeping the previous rules: ${(e as Error).message}`);
       return false;
     }
@@ -186,6 +189,7 @@ export class Agent {
 
   /** Removes the netfilter rules first (traffic flows again), then drains and closes everything. */
   async stop(): Promise<void> {
+    this.stopping.abort(new Error('the agent is stopping'));
     this.watcher?.close();
     clearTimeout(this.watchSettle);
     clearInterval(this.sweeper);

@@ -15,7 +15,9 @@ type Message =
   | { done: true }
   | { error: string; catalogError: boolean };
 
-export function readCatalogOffThread(path: string): Promise<Catalog> {
+/** `signal` stops the read: the worker ends and the promise rejects with the signal's reason. */
+export function readCatalogOffThread(path: string, signal?: AbortSignal): Promise<Catalog> {
+  signal?.throwIfAborted();
   const worker = new Worker(new URL('./read-worker.js', import.meta.url), { workerData: { path } });
   return new Promise<Catalog>((resolve, reject) => {
     let head: Omit<Catalog, 'rules'> | undefined;
@@ -38,5 +40,6 @@ export function readCatalogOffThread(path: string): Promise<Catalog> {
     });
     worker.on('error', (e) => settle(() => reject(new Error(`${path}: catalog reader failed: ${e.message}`))));
     worker.on('exit', (code) => settle(() => reject(new Error(`${path}: catalog reader stopped (exit code ${code})`))));
+    signal?.addEventListener('abort', () => settle(() => reject(signal.reason)), { once: true });
   });
 }

@@ -103,9 +103,9 @@ export class Policy {
   /**
    * compile() in slices of `sliceMs` with the event loop let run between them: the agent reloads a
    * catalog while it keeps deciding with the rules it has (a 250,000-rule catalog is ~1 s of compile).
-   * Rejects with InvalidRulesError as compile() throws.
+   * Rejects with InvalidRulesError as compile() throws, or with `signal`'s reason once it is aborted.
    */
-  static async compileSliced(rules: readonly unknown[], mode: Mode = 'passive-allow', sliceMs = 4): Promise<Policy> {
+  static async compileSliced(rules: readonly unknown[], mode: Mode = 'passive-allow', sliceMs = 4, signal?: AbortSignal): Promise<Policy> {
     const steps = Policy.steps(rules, mode);
     let start = performance.now();
     for (;;) {
@@ -113,6 +113,7 @@ export class Policy {
       if (s.done) return s.value;
       if (performance.now() - start >= sliceMs) {
         await new Promise((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
         start = performance.now();
       }
     }

@@ -167,6 +167,10 @@ describe('reading on a worker thread (the agent\'s reload)', () => {
         assert.ok(got instanceof CatalogError, `${path}: a CatalogError`);
         assert.equal(got.message, want.message);
       }
+      const stop = new AbortController();
+      const reading = readCatalogOffThread(file, stop.signal);
+      stop.abort(new Error('stopping'));
+      await assert.rejects(reading, /stopping/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -85,4 +85,7 @@ test('a sliced compile lets the event loop run, and gives the same policy and th
   assert.ok(err instanceof InvalidRulesError);
   assert.deepEqual(err.errors, Policy.validate(bad));
   assert.deepEqual(err.errors.map((e) => `${e.id} ${e.field}`), ['r5 id', 'x action']);
+  const stop = new AbortController();
+  setImmediate(() => stop.abort(new Error('stopping')));
+  await assert.rejects(Policy.compileSliced(rules, 'passive-block', 0.01, stop.signal), /stopping/);
 });
