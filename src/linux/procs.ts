@@ -378,14 +378,19 @@ export class ProcessResolver {
     const prev = this.fdsOf.get(pid);
     let missing = 0;
     for (const i of wanted) if (!this.inodes.has(i)) missing++;
+    // Socket fds, the one whose socket was learnt longest ago first: a new socket takes the lowest free
+    // fd, most often one a finished connection freed, and connections mostly finish oldest first.
+    // Read in that order, the wanted socket is found after a few readlinks, not half the process's sockets.
     const sockets = new Set<string>();
+    const fresh: string[] = [];
     const tried = new Set<string>();
     const read = (fd: string): void => {
       tried.add(fd);
       try {
         const inode = socketInode(pid, fd);
         if (inode < 0) return;
-        sockets.add(fd);
+        if (this.inodes.has(inode)) sockets.add(fd);
+        else fresh.push(fd);
         if (wanted.has(inode) && !this.inodes.has(inode)) missing--;
         this.record(inode, pid, p.start, wanted);
       } catch { /* closed meanwhile */ }
@@ -406,6 +411,10 @@ export class ProcessResolver {
       all = new Set(fds);
     }
     for (const fd of prev?.sockets ?? []) if (!tried.has(fd)) sockets.add(fd); // not read: keep what they were
+    for (const fd of fresh) {
+      sockets.delete(fd);
+      sockets.add(fd);
+    }
     this.fdsOf.set(pid, { all, sockets });
   }
 
