@@ -33,6 +33,8 @@ export interface AgentOptions {
   /** Seconds a verdict is reused for the same 5-tuple (SYN retransmits, later UDP datagrams). */
   verdictCacheS: number;
   log: (line: string) => void;
+  /** The agent cannot go on (its packet reader died): the caller should stop it. */
+  onFatal?: (e: Error) => void;
   /** Print every decision. */
   verbose: boolean;
   /** Observe connections (sock_diag polling) and record would-be verdicts; no queue, no rules. */
@@ -139,10 +141,17 @@ export class Agent {
       const dns = this.dnsQueue;
       // DNS answers first: a program connects only after its answer came, and when both wait in one
       // turn the names (and whose they are) must be known before the connection is judged.
-      this.loop = new ReadLoop([
-        { fd: dns.fd, drain: (max) => dns.drain(max, (b) => this.onDns(b)) },
-        { fd: conns.fd, drain: (max) => conns.drain(max, (b) => this.onPackets(b)) },
-      ]);
+      this.loop = new ReadLoop(
+        [
+          { fd: dns.fd, drain: (max) => dns.drain(max, (b) => this.onDns(b)) },
+          { fd: conns.fd, drain: (max) => conns.drain(max, (b) => this.onPackets(b)) },
+        ],
+        (e) => {
+          // Nothing reads the queues any more: better stopped (rules removed) than holding every connection.
+          this.opts.log(`tollgate agent: FATAL: ${e.message}`);
+          this.opts.onFatal?.(e);
+        },
+      );
       this.loop.start();
       installRules({
         queue: this.opts.queue, dnsQueue: this.opts.queue + 1, failMode: this.opts.failMode,

@@ -50,10 +50,12 @@ export function agentCommands(program: Command): void {
       } catch (e) {
         throw new UsageError(`cannot create ${dirname(o.db)} for the audit store (${(e as NodeJS.ErrnoException).code}): choose another place with --db`);
       }
+      let fatal: ((e: Error) => void) | undefined;
       const agent = new Agent({
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
         log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
+        onFatal: (e) => fatal?.(e),
       });
       try {
         await agent.start();
@@ -69,6 +71,10 @@ export function agentCommands(program: Command): void {
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        fatal = (e) => {
+          process.exitCode = 1;
+          stop(`cannot go on (${e.message})`);
+        };
       });
       await agent.stop();
       const { received, written } = agent.auditCounts;

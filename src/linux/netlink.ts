@@ -189,15 +189,11 @@ export function checkAck(b: Buffer, off: number, what: string): void {
 const POLLIN = 1;
 
 /**
- * Waits on a koffi worker thread until one of `fds` is readable or `timeoutMs` passes.
- * One parked poll() for every socket: koffi has as many async workers as cores, so one blocking
- * call per socket could take them all and leave a readable socket waiting behind an idle one.
+ * Blocks until one of `fds` is readable or `timeoutMs` passes: the number readable, 0 on timeout,
+ * -1 on error (EINTR). For a thread of its own (poll-worker.ts), never the event loop's.
  */
-export function pollReadable(fds: readonly number[], timeoutMs: number): Promise<number> {
+export function pollSync(fds: readonly number[], timeoutMs: number): number {
   const b = Buffer.alloc(8 * fds.length);
   fds.forEach((fd, i) => { b.writeInt32LE(fd, i * 8); b.writeInt16LE(POLLIN, i * 8 + 4); });
-  return new Promise((resolve) => {
-    // `b` stays referenced by this closure until the call returns (koffi does not keep it alive).
-    c.poll.async(b, fds.length, timeoutMs, (err: unknown, n: number) => resolve(err || b.length === 0 ? -1 : n));
-  });
+  return c.poll(b, fds.length, timeoutMs) as number;
 }

@@ -102,20 +102,18 @@ export class NfQueue {
 
   /**
    * Reads what is waiting, without blocking, up to `max` packets, and hands them to `onPackets`.
-   * Returns true if it stopped at `max` (more may be waiting). Every packet must get a verdict.
+   * Returns how many it read: `max` means more may be waiting. Every packet must get a verdict.
    */
-  drain(max: number, onPackets: (batch: QueuedPacket[]) => void): boolean {
+  drain(max: number, onPackets: (batch: QueuedPacket[]) => void): number {
     const batch: QueuedPacket[] = [];
-    let full = false;
     const sentAfter = this.emptyAt;
-    for (;;) {
-      if (batch.length >= max) { full = true; break; }
+    while (batch.length < max) {
       const n = this.sock.recvNow(this.rx);
       if (n === 0) { this.emptyAt = monotonicMs(); break; }
       this.parse(this.rx, n, batch, sentAfter);
     }
     if (batch.length) onPackets(batch);
-    return full;
+    return batch.length;
   }
 
   private parse(b: Buffer, n: number, out: QueuedPacket[], sentAfter: number): void {
