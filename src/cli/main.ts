@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 /** The `tollgate` command: thin wrappers over the parts. Bad input is one message and exit 1, never a stack trace. */
-import './env.js';
 import { Command } from 'commander';
 import { agentCommands } from './agent.js';
 import { catalogCommands } from './catalog.js';
