@@ -23,7 +23,7 @@ export class ReadLoop {
   private worker?: Worker;
   private readonly flags = new Int32Array(new SharedArrayBuffer(8)); // [stop, poll asked]
 
-  /** `onFailure`: the waiting thread died, no packet will be read any more. */
+  /** `onFailure`: the waiting thread died or a drain threw: no packet will be read any more. */
   constructor(
     private readonly sources: Drainable[],
     private readonly onFailure: (e: Error) => void,
@@ -38,7 +38,7 @@ export class ReadLoop {
     });
     this.worker = w;
     // A timeout posts too: a drain then records that the queues were empty (nfqueue.ts's sentAfter).
-    w.on('message', () => void this.drainAll());
+    w.on('message', () => this.drainAll().catch((e: Error) => this.running && this.onFailure(e)));
     w.on('error', (e) => this.running && this.onFailure(e));
     w.on('exit', (code) => this.running && this.onFailure(new Error(`the packet reader thread exited (code ${code})`)));
     this.askPoll();
