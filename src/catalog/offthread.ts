@@ -23,9 +23,11 @@ export function readCatalogOffThread(path: string, signal?: AbortSignal): Promis
     let head: Omit<Catalog, 'rules'> | undefined;
     const rules: Rule[] = [];
     let settled = false;
+    const onAbort = (): void => settle(() => reject(signal!.reason));
     const settle = (fn: () => void): void => {
       if (settled) return;
       settled = true;
+      signal?.removeEventListener('abort', onAbort); // one long-lived signal serves every reload
       fn();
       void worker.terminate();
     };
@@ -40,6 +42,6 @@ export function readCatalogOffThread(path: string, signal?: AbortSignal): Promis
     });
     worker.on('error', (e) => settle(() => reject(new Error(`${path}: catalog reader failed: ${e.message}`))));
     worker.on('exit', (code) => settle(() => reject(new Error(`${path}: catalog reader stopped (exit code ${code})`))));
-    signal?.addEventListener('abort', () => settle(() => reject(signal.reason)), { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -69,7 +69,7 @@ export class Policy {
   private readonly cidr4Lens = new Map<number, number[]>(); // per application, longest first
   private readonly cidr6Lens = new Map<number, number[]>();
   // destination strings -> destination numbers
-  private readonly names = new StringIndex(); // hosts, URL hosts, wildcard suffixes
+  private readonly names = new StringIndex(); // hosts, URL hosts
   private readonly suffixes = new Map<string, number>(); // wildcard suffixes: looked up by slices of the names
   private readonly wildLens = new Int32Array(8); // suffix lengths present (names are at most 253 characters)
   private readonly keys6 = new StringIndex(); // IPv6 addresses and networks
@@ -144,9 +144,9 @@ export class Policy {
       if (index % STEP === STEP - 1) yield;
     }
     if (dups.length > 0) {
-      // in rule order, a rule's duplicate id before its other errors
-      errors.push(...dups);
-      errors.sort((x, y) => x.index - y.index || dupFirst(x) - dupFirst(y));
+      // in rule order, a rule's duplicate id before its other errors (the sort is stable)
+      const all = [...dups, ...errors].sort((x, y) => x.index - y.index);
+      throw new InvalidRulesError(all);
     }
     if (errors.length > 0) throw new InvalidRulesError(errors);
     p.table.sortLists();
@@ -411,8 +411,6 @@ export class Policy {
     return NONE;
   }
 }
-
-const dupFirst = (e: RuleError): number => (e.message.startsWith('duplicate id') ? 0 : 1);
 
 function intern(map: Map<string, number>, key: string): number {
   let n = map.get(key);

@@ -167,6 +167,15 @@ describe('reading on a worker thread (the agent\'s reload)', () => {
         assert.ok(got instanceof CatalogError, `${path}: a CatalogError`);
         assert.equal(got.message, want.message);
       }
+      // the agent passes one long-lived signal to every reload: no listener may stay behind on it
+      const warnings: string[] = [];
+      const onWarning = (w: Error): void => void warnings.push(w.message);
+      process.on('warning', onWarning);
+      const once = new AbortController();
+      for (let i = 0; i < 12; i++) await readCatalogOffThread(bad, once.signal).catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+      process.off('warning', onWarning);
+      assert.deepEqual(warnings, []);
       const stop = new AbortController();
       const reading = readCatalogOffThread(file, stop.signal);
       stop.abort(new Error('stopping'));
