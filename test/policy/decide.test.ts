@@ -14,6 +14,17 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, 'example.com')).action, 'allow');
   });
 
+  test('names that are also JavaScript property names (__proto__, constructor) are plain names', () => {
+    const rules = [
+      rule({ id: 'proto', action: 'block', application: 'any', endpoint: '__proto__' }),
+      rule({ id: 'ctor', action: 'block', application: 'any', endpoint: 'constructor' }),
+    ];
+    assert.equal(decide(rules, flow(CURL, '__proto__')).rule?.id, 'proto');
+    assert.equal(decide(rules, flow(CURL, 'constructor')).rule?.id, 'ctor');
+    for (const h of ['tostring', 'hasownproperty', 'valueof']) assert.equal(decide(rules, flow(CURL, h)).action, 'allow', h);
+    assert.equal(decide(rules, flow({ path: '/usr/bin/__proto__' }, 'x.com')).action, 'allow');
+  });
+
   test('*.domain matches subdomains at any depth, not the domain itself nor look-alikes', () => {
     const rules = [rule({ id: 'w', action: 'block', application: 'any', endpoint: '*.example.com' })];
     assert.equal(decide(rules, flow(CURL, 'a.example.com')).rule?.id, 'w');
