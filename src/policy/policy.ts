@@ -76,7 +76,8 @@ export class Policy {
   private defaultVerdict: Verdict;
 
   // The flow's destination, resolved at most once per decide() (decide is synchronous, so instance state is safe).
-  private flowNames: readonly string[] = [];
+  private rawNames: readonly string[] = [];
+  private flowNames: readonly string[] | null = null; // rawNames as the index keys them, made on first need
   private nameIds: number[] = []; // per host name: its number, or NONE
   private suffixIds: number[] | null = null; // numbers of the wildcard suffixes of the names, longest first per name
   private ipDone = false;
@@ -192,7 +193,8 @@ export class Policy {
 
   /** The verdict for one flow, with the deciding rule and why. `now` decides rule expiry. */
   decide(flow: Flow, now: number = Date.now()): Verdict {
-    this.flowNames = hostKeys(flow.remote.hostnames);
+    this.rawNames = flow.remote.hostnames;
+    this.flowNames = null;
     this.nameIds.length = 0;
     this.suffixIds = null;
     this.ipDone = false;
@@ -344,7 +346,8 @@ export class Policy {
 
   private hostIds(): number[] {
     const ids = this.nameIds;
-    if (ids.length !== this.flowNames.length) for (const h of this.flowNames) ids.push(this.names.get(h));
+    const names = (this.flowNames ??= hostKeys(this.rawNames));
+    if (ids.length !== names.length) for (const h of names) ids.push(this.names.get(h));
     return ids;
   }
 
@@ -352,7 +355,7 @@ export class Policy {
   private wildIds(): number[] {
     if (this.suffixIds) return this.suffixIds;
     const ids: number[] = [];
-    for (const h of this.flowNames) {
+    for (const h of (this.flowNames ??= hostKeys(this.rawNames))) {
       for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
         if (!hasBit(this.wildLens, h.length - d - 1)) continue;
         const id = this.suffixes.get(h.slice(d + 1));
