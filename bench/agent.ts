@@ -9,6 +9,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { statFields } from '../src/linux/procs.js';
 import { TestNet, missingCapability } from '../test/agent/netns.js';
 import { runOpenSnitch } from './opensnitch.js';
 
@@ -34,7 +35,8 @@ function load(net: TestNet, concurrency = CONC, seconds = SECONDS): LoadResult {
 
 /** CPU seconds (user + system) of a process so far. */
 export function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'latin1').slice(readFileSync(`/proc/${pid}/stat`, 'latin1').lastIndexOf(')') + 2).split(' ');
+  const f = statFields(pid);
+  if (!f) throw new Error(`process ${pid} is gone`);
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 

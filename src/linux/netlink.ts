@@ -158,7 +158,7 @@ export class NetlinkSocket {
 /**
  * Runs `fn` with the calling thread in the network namespace of `nsPath` (e.g. /proc/1/ns/net),
  * then moves the thread back. A socket made meanwhile stays in that namespace. setns() changes only
- * the calling thread, and koffi's synchronous calls run on the main thread, where `fn` runs too.
+ * the calling thread, and koffi's synchronous calls run on the calling thread, where `fn` runs too.
  */
 export function inNetns<T>(nsPath: string, fn: () => T): T {
   const own = openSync('/proc/thread-self/ns/net', 'r');

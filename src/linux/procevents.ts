@@ -10,10 +10,10 @@
  * EventSocket.open() tries pid 1's, the agent's own and its ancestors' and keeps the first that hears an event.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { NETLINK_CONNECTOR, NLMSG_DONE, NetlinkSocket, inNetns, writeHeader } from './netlink.js';
-import type { SeenProcess } from './procs.js';
+import { statFields, type SeenProcess } from './procs.js';
 
 const CN_IDX_PROC = 1;
 const CN_VAL_PROC = 1;
@@ -151,12 +151,9 @@ function candidateNamespaces(): string[] {
   const out = ['/proc/1/ns/net', OWN];
   for (let pid = process.ppid, hops = 0; pid > 1 && hops < 32; hops++) {
     out.push(`/proc/${pid}/ns/net`);
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      break;
-    }
+    const f = statFields(pid);
+    if (!f) break;
+    pid = Number(f[1]); // field 4, the parent
   }
   return out;
 }

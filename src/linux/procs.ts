@@ -33,15 +33,22 @@ const idIn = (status: string, field: 'Uid' | 'Gid'): number => Number(ID_LINE[fi
 
 const INTERPRETERS = /^(node|nodejs|deno|bun|python[0-9.]*|perl|ruby|php[0-9.]*|java|bash|sh|dash|zsh)$/;
 
-function startTime(pid: number): number | null {
+/**
+ * The fields of /proc/<pid>/stat after the command name, field 3 (state) first; null if the process
+ * is gone. The command name (field 2) may hold spaces and parentheses, so they start after the last ')'.
+ */
+export function statFields(pid: number): string[] | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // Field 22; the command name (field 2) may hold spaces and parentheses, so count after the last ')'.
-    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return Number(rest[19]);
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+function startTime(pid: number): number | null {
+  const f = statFields(pid);
+  return f ? Number(f[19]) : null; // field 22
 }
 
 /** The app id of a process from its cgroup: a system service, a Flatpak or a snap. */
@@ -295,14 +302,15 @@ export class ProcessResolver {
 
   private exited(pid: number, at: number): void {
     const p = this.procs.get(pid);
-    const info = p && this.byPid.get(processKey({ pid, start: p.start }));
+    const key = p && processKey({ pid, start: p.start });
+    const info = key && this.byPid.get(key);
     const seen = this.young.get(pid) ?? (info && { ...info, at: 0 });
     if (seen) this.exits.push({ ...seen, exitedAt: at });
     this.young.delete(pid);
     this.procs.delete(pid);
     this.fdsOf.delete(pid);
     this.hot = this.hot.filter((x) => x !== pid);
-    if (p) this.byPid.delete(processKey({ pid, start: p.start }));
+    if (key) this.byPid.delete(key);
     let drop = 0;
     while (drop < this.exits.length && (this.exits[drop]!.exitedAt < at - EXITS_MS || this.exits.length - drop > EXITS_MAX)) drop++;
     if (drop) this.exits = this.exits.slice(drop);
@@ -345,18 +353,22 @@ export class ProcessResolver {
 
   /** Reads the fds of the hot processes, then of the newest young ones of `uids`, until every wanted socket is known. */
   private readLikely(wanted: Set<number>, uids: Set<number>): void {
-    const allKnown = (): boolean => [...wanted].every((i) => this.inodes.has(i));
     for (const pid of this.hot) {
       this.scanPidSync(pid, wanted);
-      if (allKnown()) return;
+      if (this.knowsAll(wanted)) return;
     }
     // A program that started moments ago (curl, a build step) is the likeliest owner of an unknown
     // socket: read the newest few of the sockets' uids now, before they can exit.
     const young = [...this.young.values()].filter((y) => uids.has(y.uid)).slice(-YOUNG_SYNC).reverse();
     for (const y of young) {
       this.scanPidSync(y.pid, wanted);
-      if (allKnown()) return;
+      if (this.knowsAll(wanted)) return;
     }
+  }
+
+  private knowsAll(inodes: Set<number>): boolean {
+    for (const i of inodes) if (!this.inodes.has(i)) return false;
+    return true;
   }
 
   private touch(pid: number): void {
@@ -390,8 +402,10 @@ export class ProcessResolver {
         const inode = socketInode(pid, fd);
         if (inode < 0) return;
         if (this.inodes.has(inode)) sockets.add(fd);
-        else fresh.push(fd);
-        if (wanted.has(inode) && !this.inodes.has(inode)) missing--;
+        else {
+          fresh.push(fd);
+          if (wanted.has(inode)) missing--;
+        }
         this.record(inode, pid, p.start, wanted);
       } catch { /* closed meanwhile */ }
     };
@@ -464,12 +478,11 @@ export class ProcessResolver {
       const older = pids.filter((p) => procs.has(p) && !isFresh.has(p));
       const sameUid = older.filter((p) => uids.has(procs.get(p)!.uid));
       const others = older.filter((p) => !uids.has(procs.get(p)!.uid));
-      const found = (): boolean => [...wanted].every((i) => this.inodes.has(i));
       scanning: for (const group of [fresh, sameUid, others]) {
         for (const pid of group) {
           const p = procs.get(pid);
           if (p) await this.readFds(pid, p.start, wanted, slice);
-          if (found()) break scanning;
+          if (this.knowsAll(wanted)) break scanning;
         }
       }
       for (const w of batch) {
