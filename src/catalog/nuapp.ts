@@ -60,7 +60,9 @@ function parsePyList(s: string, where: string): string[] {
   if (!/^\[\s*(?:'[^'\\]*'\s*(?:,\s*'[^'\\]*'\s*)*)?\]$/.test(s)) {
     throw new CatalogError(`${where}: endpoints is not a list of quoted strings: ${s.slice(0, 60)}`);
   }
-  return [...s.matchAll(/'([^'\\]*)'/g)].map((m) => m[1]!);
+  // checked above: quotes only delimit items, so every odd piece is an item (matchAll's match objects
+  // were ~40% of the legacy catalog's load garbage)
+  return s.split("'").filter((_, i) => i % 2 === 1);
 }
 
 export function fromNuAppLegacy(doc: z.infer<typeof NuLegacyCatalog>): Rule[] {
