@@ -19,6 +19,7 @@
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
 import { StringIndex } from './dict.js';
+import { IdTable } from './ids.js';
 import { PairTable, TAG } from './pairs.js';
 import { canonicalUrl, compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable } from './table.js';
@@ -131,16 +132,15 @@ export class Policy {
       else if (errors.length === 0) p.add(c.appNo, c, p.table.add(c)); // after an error the policy is thrown away: only validate
       if (index % STEP === STEP - 1) yield;
     }
-    // Duplicate ids in a pass of their own: interleaved with the compile above, the 250,000-entry
-    // Map's cache misses cost ~240 ms on the generated catalog; alone, ~85.
-    const seen = new Map<string, number>();
+    // Duplicate ids in a pass of their own: interleaved with the compile above, the lookups' cache
+    // misses cost ~3x as much (measured with a Map on the generated 250,000-rule catalog).
+    const ids = new IdTable(rules.length, (i) => (rules[i] as { id: string }).id);
     const dups: RuleError[] = [];
     for (let index = 0; index < rules.length; index++) {
       const id = (rules[index] as { id?: unknown } | null)?.id;
       if (typeof id === 'string' && id !== '') { // else compileRule reported it
-        const firstUse = seen.get(id);
-        if (firstUse === undefined) seen.set(id, index);
-        else dups.push({ index, id, field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
+        const firstUse = ids.firstUse(id, index);
+        if (firstUse >= 0) dups.push({ index, id, field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
       }
       if (index % STEP === STEP - 1) yield;
     }

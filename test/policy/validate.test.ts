@@ -69,6 +69,20 @@ test('all bad rules are reported at once, duplicates and missing ids included; n
   });
 });
 
+test('duplicate ids among many: exactly the repeats are reported, and ids that merely hash alike are not repeats', () => {
+  // rule-179599 and rule-362382 have the same 32-bit hash in the id table (ids.ts): only the string decides
+  const rules = Array.from({ length: 400_000 }, (_, i) => ({ id: `rule-${i}`, action: 'allow', application: 'any' }));
+  rules.push({ id: 'rule-362382', action: 'block', application: 'any' }, { id: 'rule-7', action: 'block', application: 'any' });
+  assert.throws(() => Policy.compile(rules), (e: unknown) => {
+    assert.ok(e instanceof InvalidRulesError);
+    assert.deepEqual(e.errors.map(formatRuleError), [
+      'rule "rule-362382" (#400001): id: duplicate id (first used by rule #362383)',
+      'rule "rule-7" (#400002): id: duplicate id (first used by rule #8)',
+    ]);
+    return true;
+  });
+});
+
 test('a sliced compile lets the event loop run, and gives the same policy and the same errors', async () => {
   const rules = Array.from({ length: 20_000 }, (_, i) => ({ id: `r${i}`, action: i % 2 ? 'allow' : 'block', application: `/usr/bin/app${i % 500}`, endpoint: `h${i}.example.com` }));
   let turns = 0;
