@@ -32,9 +32,19 @@ describe('Tollgate format', () => {
     const plist = await import('plist');
     const bin = (plist as unknown as { buildBinary?: (v: unknown) => Buffer }).buildBinary;
     if (!bin) return assert.fail('plist.buildBinary missing');
-    const c = parseCatalog(Buffer.from(bin({ format: 'tollgate-catalog', version: 1, rules: [SAMPLE[2]] })), 'bin');
-    assert.deepEqual(c.rules, [SAMPLE[2]]);
+    const bytes = Buffer.from(bin({ format: 'tollgate-catalog', version: 1, rules: [SAMPLE[2], SAMPLE[4]] }));
+    const c = parseCatalog(bytes, 'bin');
+    assert.deepEqual(c.rules, [SAMPLE[2], SAMPLE[4]]);
     assert.equal(c.encoding, 'plist');
+    // from a file too (readCatalog reads text first, then the bytes of a binary PLIST), and bytes passed as text are refused
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-bplist-'));
+    try {
+      writeFileSync(join(dir, 'c.plist'), bytes);
+      assert.deepEqual((await readCatalog(join(dir, 'c.plist'))).rules, [SAMPLE[2], SAMPLE[4]]);
+      assert.throws(() => parseCatalog(bytes.toString('utf8'), 'txt'), /txt: a binary PLIST must be read as bytes/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('the mode a catalog names is kept', () => {
