@@ -125,7 +125,7 @@ export class Policy {
   private static *steps(rules: readonly unknown[], mode: Mode): Generator<void, Policy> {
     const errors: RuleError[] = [];
     const p = new Policy(mode, rules.length);
-    const cache = p.appCache();
+    const cache = new AppNumbers((a) => p.newApp(a));
     for (let index = 0; index < rules.length; index++) {
       const c = compileRule(rules[index], index, cache);
       if (Array.isArray(c)) errors.push(...c);
@@ -208,29 +208,7 @@ export class Policy {
     return this.defaultVerdict;
   }
 
-  /** The compile's application cache: each distinct application text parsed once and numbered. */
-  private appCache(): AppCache {
-    const apps: AppMatch[] = [];
-    const numbers = new Map<string, number>(); // application texts -> application numbers
-    const find = (text: string): number => numbers.get(text) ?? -1;
-    return {
-      find,
-      get: (n) => apps[n]!,
-      store: (text, app) => {
-        // `*/X` and `*/X/` are one sub-path: one application, so their rules compete with each other
-        const canon = app.kind === 'subpath' ? '*' + app.key : text;
-        let n = canon === text ? -1 : find(canon);
-        if (n < 0) {
-          n = this.newApp(app);
-          apps[n] = app;
-          numbers.set(canon, n);
-        }
-        numbers.set(text, n);
-        return n;
-      },
-    };
-  }
-
+  /** Numbers a new application and indexes its key. */
   private newApp(a: AppMatch): number {
     const n = this.appCount++;
     switch (a.kind) {
@@ -412,6 +390,39 @@ export class Policy {
       if ((has & HAS.cidr6) !== 0) for (const len of this.cidr6Lens.get(app)!) if ((r = probe(TAG.cidr6 + len, len)) !== NONE) return r;
     }
     return NONE;
+  }
+}
+
+/** The compile's application cache: each distinct application text parsed once and numbered. */
+class AppNumbers implements AppCache {
+  text = '';
+  private readonly apps: AppMatch[] = [];
+  private readonly numbers = new Map<string, { n: number; text: string }>(); // application texts -> numbers
+
+  constructor(private readonly newApp: (a: AppMatch) => number) {}
+
+  find(text: string): number {
+    const hit = this.numbers.get(text);
+    if (hit === undefined) return -1;
+    this.text = hit.text;
+    return hit.n;
+  }
+
+  get(n: number): AppMatch {
+    return this.apps[n]!;
+  }
+
+  store(text: string, app: AppMatch): number {
+    // `*/X` and `*/X/` are one sub-path: one application, so their rules compete with each other
+    const canon = app.kind === 'subpath' ? '*' + app.key : text;
+    let n = canon === text ? -1 : (this.numbers.get(canon)?.n ?? -1);
+    if (n < 0) {
+      n = this.newApp(app);
+      this.apps[n] = app;
+      this.numbers.set(canon, { n, text: canon });
+    }
+    this.numbers.set(text, { n, text });
+    return n;
   }
 }
 

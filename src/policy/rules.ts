@@ -185,8 +185,10 @@ function endpointLength(e: EndpointMatch): number {
  * cost more than it saved.)
  */
 export interface AppCache {
-  /** The number of an application text parsed before, or -1. */
+  /** The number of an application text parsed before, or -1; `text` then holds it as first seen. */
   find(text: string): number;
+  /** The text `find` last found, as first seen: a rule's own copy of it can be dropped. */
+  readonly text: string;
   /** The application of a number `find` or `store` gave. */
   get(n: number): AppMatch;
   /** Remember a valid application text just parsed: its number. */
@@ -210,6 +212,9 @@ export function compileRule(raw: unknown, index: number, cache?: AppCache): Pars
   if (r.action !== 'allow' && r.action !== 'block') fail('action', `unknown action ${JSON.stringify(r.action)} (allow or block)`);
   const text = r.application;
   let appNo = cache && typeof text === 'string' ? cache.find(text) : -1;
+  // Parsed from a file, every rule has its own copy of its application's text: sharing the first
+  // one saves ~10 MB of heap on the generated 250,000-rule catalog. Same value; a frozen rule keeps its own.
+  if (appNo >= 0) Reflect.set(r, 'application', cache!.text);
   const app = appNo >= 0 ? cache!.get(appNo) : parseApplication(text);
   if (typeof app === 'string') fail('application', app);
   else if (appNo < 0 && cache && typeof text === 'string') appNo = cache.store(text, app);

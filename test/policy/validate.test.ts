@@ -83,6 +83,19 @@ test('duplicate ids among many: exactly the repeats are reported, and ids that m
   });
 });
 
+test('compiling leaves the rules as they were, frozen ones included', () => {
+  const rules = [
+    { id: 'a', action: 'allow', application: '/usr/bin/curl', endpoint: 'example.com' },
+    Object.freeze({ id: 'b', action: 'block', application: '/usr/bin/curl', endpoint: 'example.org' }),
+    { id: 'c', action: 'block', application: '*/Arc.app/' },
+    { id: 'd', action: 'allow', application: '*/Arc.app', port: 443 },
+  ];
+  const before = JSON.parse(JSON.stringify(rules)) as unknown;
+  const p = Policy.compile(rules);
+  assert.deepEqual(rules, before);
+  assert.deepEqual(p.rules, before);
+});
+
 test('a sliced compile lets the event loop run, and gives the same policy and the same errors', async () => {
   const rules = Array.from({ length: 20_000 }, (_, i) => ({ id: `r${i}`, action: i % 2 ? 'allow' : 'block', application: `/usr/bin/app${i % 500}`, endpoint: `h${i}.example.com` }));
   let turns = 0;
