@@ -421,7 +421,7 @@ class AppNumbers implements AppCache {
       this.apps[n] = app;
       this.numbers.set(canon, { n, text: canon });
     }
-    this.numbers.set(text, { n, text });
+    if (canon !== text) this.numbers.set(text, { n, text });
     return n;
   }
 }
