@@ -28,6 +28,13 @@ export class StringIndex {
     this.o[k] = v;
   }
 
+  /** The keys, each at the index of its number (for an index made by intern() only). */
+  keysByNumber(): string[] {
+    const keys = new Array<string>(this.n);
+    for (const k in this.o) keys[this.o[k]!] = k;
+    return keys;
+  }
+
   /** The number of `k`, given in order of first use. */
   intern(k: string): number {
     const v = this.o[k];

@@ -22,12 +22,19 @@ export class PairTable {
   private readonly capacity: number;
   private count = 0;
 
-  constructor(expected: number) {
+  /** `slots`: a table's own, from an image (read-only from then on). */
+  constructor(expected: number, slots?: Int32Array) {
     let cap = 16;
     while (cap < expected * 2) cap *= 2; // load <= 1/2: short probe runs
-    this.slots = new Int32Array(cap * 4);
+    if (slots && slots.length !== cap * 4) throw new Error(`PairTable: an image of ${slots.length / 4} slots for ${expected} pairs`);
+    this.slots = slots ?? new Int32Array(cap * 4);
     this.mask = cap - 1;
     this.capacity = expected;
+  }
+
+  /** The slots, for an image; a table made with them and the same `expected` answers the same. */
+  get image(): Int32Array {
+    return this.slots;
   }
 
   /** The value stored for the key, or -1. */

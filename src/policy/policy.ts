@@ -22,8 +22,9 @@ import { StringIndex } from './dict.js';
 import { IdTable } from './ids.js';
 import { PairTable, TAG } from './pairs.js';
 import { canonicalUrl, compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
-import { NONE, RuleTable } from './table.js';
-import { InvalidRulesError, type Flow, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
+import { NONE, RuleTable, type TableImage } from './table.js';
+import { ImageRules, encodeRules } from './image.js';
+import { InvalidRulesError, type Flow, type RuleSource, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
 
 // Which destination classes an application has rules for: decide() probes only those.
 const HAS = { url: 1, host: 2, wildcard: 4, ip4: 8, ip6: 16, cidr4: 32, cidr6: 64, any: 128 } as const;
@@ -46,6 +47,27 @@ interface SubPath {
   app: number;
 }
 
+/**
+ * A compiled policy as plain data (strings, numbers, typed arrays): what Policy.restore() needs to
+ * answer exactly as the policy that made it, without parsing or validating a rule again. The
+ * catalog's policy cache (catalog/image.ts) stores it; policy/ itself does no I/O.
+ */
+export interface PolicyImage {
+  apps: { kind: AppMatch['kind']; key: string }[]; // in number order
+  names: string[]; // host and URL-host numbers' strings, in number order
+  suffixes: string[];
+  keys6: string[];
+  cidrLens: { app: number; v: 4 | 6; lens: number[] }[];
+  appHas: Uint8Array;
+  appAny: Int32Array;
+  pairs: Int32Array;
+  table: TableImage;
+  /** Each rule as JSON, UTF-8, one after another; rule i ends at ruleEnds[i]. */
+  ruleText: Uint8Array;
+  ruleEnds: Int32Array;
+}
+
+
 export interface PolicyStats {
   rules: number;
   byAction: Record<'allow' | 'block', number>;
@@ -56,6 +78,7 @@ export interface PolicyStats {
 export class Policy {
   private readonly table: RuleTable;
   private readonly pairs: PairTable;
+  private readonly apps: AppMatch[] = []; // by number, for an image
   // application keys -> application numbers
   private readonly byId = new StringIndex();
   private readonly byPath = new StringIndex();
@@ -85,12 +108,61 @@ export class Policy {
   private ip4 = -1;
   private ip6: readonly number[] | null = null;
 
-  private constructor(readonly mode: Mode, size: number) {
+  private constructor(readonly mode: Mode, size: number, img?: { table: RuleTable; pairs: Int32Array; appHas: Uint8Array; appAny: Int32Array }) {
     this.defaultVerdict = defaultVerdict(mode);
-    this.table = new RuleTable(size);
-    this.pairs = new PairTable(size);
-    this.appHas = new Uint8Array(size + 1);
-    this.appAny = new Int32Array(size + 1).fill(NONE);
+    this.table = img?.table ?? new RuleTable(size);
+    this.pairs = new PairTable(size, img?.pairs);
+    this.appHas = img?.appHas ?? new Uint8Array(size + 1);
+    this.appAny = img?.appAny ?? new Int32Array(size + 1).fill(NONE);
+  }
+
+  /**
+   * The policy as plain data, for Policy.restore(). With `sink`, the rule text is handed over in
+   * chunks as it is made and `ruleText` is empty (see encodeRules).
+   */
+  image(sink?: (chunk: Uint8Array) => void): PolicyImage {
+    const cidrLens: PolicyImage['cidrLens'] = [];
+    for (const [app, lens] of this.cidr4Lens) cidrLens.push({ app, v: 4, lens });
+    for (const [app, lens] of this.cidr6Lens) cidrLens.push({ app, v: 6, lens });
+    const { text, ends } = encodeRules(this.table, sink);
+    return {
+      apps: this.apps.map((a) => ({ kind: a.kind, key: a.kind === 'any' ? '' : a.key })),
+      names: this.names.keysByNumber(),
+      suffixes: [...this.suffixes.keys()],
+      keys6: this.keys6.keysByNumber(),
+      cidrLens,
+      appHas: this.appHas,
+      appAny: this.appAny,
+      pairs: this.pairs.image,
+      table: this.table.toImage(),
+      ruleText: text,
+      ruleEnds: ends,
+    };
+  }
+
+  /**
+   * The policy an image() was made of, under `mode`: it decides exactly as that policy did. The
+   * image is trusted to be one image() made (catalog/image.ts checks where it came from): only its
+   * sizes are checked here. Rule objects are made from their JSON when a verdict first names them:
+   * from `img.ruleText`, or from `rules` where the caller keeps that text elsewhere (a file).
+   */
+  static restore(img: PolicyImage, mode: Mode, rules: RuleSource = new ImageRules(img.ruleText, img.ruleEnds)): Policy {
+    const size = img.ruleEnds.length;
+    if (img.table.info.length !== size * 2 || img.appHas.length !== size + 1 || img.appAny.length !== size + 1 || img.apps.length > size + 1) {
+      throw new Error('policy image: sizes do not agree');
+    }
+    if (rules.length !== size) throw new Error('policy image: sizes do not agree');
+    const table = RuleTable.fromImage(img.table, rules);
+    const p = new Policy(mode, size, { table, pairs: img.pairs, appHas: img.appHas, appAny: img.appAny });
+    for (const a of img.apps) p.newApp(a.kind === 'any' ? { kind: 'any' } : { kind: a.kind, key: a.key });
+    for (const n of img.names) p.names.intern(n);
+    for (const sfx of img.suffixes) {
+      setBit(p.wildLens, sfx.length);
+      intern(p.suffixes, sfx);
+    }
+    for (const k of img.keys6) p.keys6.intern(k);
+    for (const c of img.cidrLens) (c.v === 4 ? p.cidr4Lens : p.cidr6Lens).set(c.app, c.lens);
+    return p;
   }
 
   /** Validate and compile. Throws InvalidRulesError listing every bad rule: never a partial policy. */
@@ -150,7 +222,7 @@ export class Policy {
       throw new InvalidRulesError(all);
     }
     if (errors.length > 0) throw new InvalidRulesError(errors);
-    p.table.sortLists();
+    p.table.finish();
     return p;
   }
 
@@ -173,19 +245,19 @@ export class Policy {
   }
 
   get rules(): Rule[] {
-    return this.table.raw.slice();
+    return Array.from({ length: this.table.length }, (_, i) => this.table.rule(i));
   }
 
   stats(): PolicyStats {
     const t = this.table;
     const s: PolicyStats = {
-      rules: t.raw.length,
+      rules: t.length,
       byAction: { allow: 0, block: 0 },
       byLevel: { 'app-id': 0, path: 0, prefix: 0, any: 0 },
       applications: this.appCount,
     };
-    for (let i = 0; i < t.raw.length; i++) {
-      s.byAction[t.raw[i]!.action]++;
+    for (let i = 0; i < t.length; i++) {
+      s.byAction[t.action(i)]++;
       s.byLevel[t.level(i) as Exclude<Level, 'default'>]++;
     }
     return s;
@@ -211,6 +283,7 @@ export class Policy {
   /** Numbers a new application and indexes its key. */
   private newApp(a: AppMatch): number {
     const n = this.appCount++;
+    this.apps.push(a);
     switch (a.kind) {
       case 'any': this.anyApp = n; break;
       case 'id': this.byId.set(a.key, n); break;

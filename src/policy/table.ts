@@ -4,7 +4,7 @@
  * few bytes a rule, instead of a compiled object (and an endpoint object) per rule.
  */
 import { levelOf, verdictFor, type ParsedRule } from './rules.js';
-import type { Flow, Level, Rule, Verdict } from './types.js';
+import type { Flow, Level, Rule, RuleSource, Verdict } from './types.js';
 
 export const NONE = -1;
 const PROTO_MASK = 3; // flags bits 0-1: 0 any, 1 tcp, 2 udp
@@ -17,12 +17,24 @@ interface Scope {
   groups: ReadonlySet<string> | null;
 }
 
+
+/** What a RuleTable is made of, in plain data: see image.ts. */
+export interface TableImage {
+  info: Int32Array;
+  expires: Float64Array; // rule, time, rule, time, ...
+  scopes: { rule: number; users: string[] | null; groups: string[] | null }[];
+  hrefs: { rule: number; href: string }[];
+  listStart: Int32Array;
+  listData: Int32Array;
+}
+
 /**
  * Rule references as stored in the index: a rule index (>= 0), or several rules sharing one key as
  * -2 - (position in `lists`), each list sorted by precedence so its first applicable rule is its best.
  */
 export class RuleTable {
-  readonly raw: Rule[] = [];
+  private raw: Rule[] = [];
+  private source: RuleSource | null = null; // set once compiled or restored
   /**
    * Two ints a rule, side by side so that checking a candidate costs one cache line:
    * [2i] the port range as lo | hi << 16 (0 = any port);
@@ -33,12 +45,14 @@ export class RuleTable {
   private readonly expires = new Map<number, number>();
   private readonly scopes = new Map<number, Scope>();
   readonly hrefs = new Map<number, string>();
-  private readonly lists: number[][] = [];
+  private lists: number[][] = []; // while compiling; then flat, in precedence order:
+  private listStart: Int32Array = new Int32Array(1); // list k is listData[listStart[k] .. listStart[k + 1])
+  private listData: Int32Array = new Int32Array(0);
   /** Made on first use, then returned as is: no allocation per decision, no memory for unused rules. */
   private readonly verdicts: (Verdict | undefined)[];
 
-  constructor(size: number) {
-    this.info = new Int32Array(size * 2);
+  constructor(size: number, info?: Int32Array) {
+    this.info = info ?? new Int32Array(size * 2);
     this.verdicts = new Array<Verdict | undefined>(size).fill(undefined); // filled: a sparse array would fall back to a dictionary
   }
 
@@ -72,12 +86,70 @@ export class RuleTable {
   }
 
   /** The rules of a reference, best first (allocates: for the rare URL rules only). */
-  members(ref: number): readonly number[] {
-    return ref === NONE ? [] : ref >= 0 ? [ref] : this.lists[-2 - ref]!;
+  members(ref: number): Iterable<number> {
+    return ref === NONE ? [] : ref >= 0 ? [ref] : this.listData.subarray(this.listStart[-2 - ref], this.listStart[-1 - ref]);
   }
 
-  sortLists(): void {
-    for (const l of this.lists) l.sort((x, y) => this.rank(y) - this.rank(x));
+  /**
+   * The end of a compile: each list sorted by precedence and laid out in one typed array, so that
+   * reading a list costs no pointer chase to an array object of its own.
+   */
+  finish(): void {
+    const lists = this.lists;
+    this.listStart = new Int32Array(lists.length + 1);
+    let n = 0;
+    for (let k = 0; k < lists.length; k++) {
+      lists[k]!.sort((x, y) => this.rank(y) - this.rank(x));
+      this.listStart[k] = n;
+      n += lists[k]!.length;
+    }
+    this.listStart[lists.length] = n;
+    this.listData = new Int32Array(n);
+    for (let k = 0; k < lists.length; k++) this.listData.set(lists[k]!, this.listStart[k]);
+    this.lists = [];
+    const raw = this.raw;
+    this.source = { length: raw.length, get: (i) => raw[i]! };
+  }
+
+  get length(): number {
+    return this.source!.length;
+  }
+
+  rule(i: number): Rule {
+    return this.source!.get(i);
+  }
+
+  action(i: number): 'allow' | 'block' {
+    return (this.rank(i) & 1) === 1 ? 'block' : 'allow';
+  }
+
+  toImage(): TableImage {
+    const expires = new Float64Array(this.expires.size * 2);
+    let k = 0;
+    for (const [i, t] of this.expires) {
+      expires[k++] = i;
+      expires[k++] = t;
+    }
+    return {
+      info: this.info.slice(0, this.length * 2),
+      expires,
+      scopes: [...this.scopes].map(([rule, s]) => ({ rule, users: s.users && [...s.users], groups: s.groups && [...s.groups] })),
+      hrefs: [...this.hrefs].map(([rule, href]) => ({ rule, href })),
+      listStart: this.listStart,
+      listData: this.listData,
+    };
+  }
+
+  /** A compiled table from its image; `rules` gives the rule objects. The image is trusted to be one toImage() made. */
+  static fromImage(img: TableImage, rules: RuleSource): RuleTable {
+    const t = new RuleTable(rules.length, img.info);
+    for (let k = 0; k < img.expires.length; k += 2) t.expires.set(img.expires[k]!, img.expires[k + 1]!);
+    for (const s of img.scopes) t.scopes.set(s.rule, { users: s.users && new Set(s.users), groups: s.groups && new Set(s.groups) });
+    for (const h of img.hrefs) t.hrefs.set(h.rule, h.href);
+    t.listStart = img.listStart;
+    t.listData = img.listData;
+    t.source = rules;
+    return t;
   }
 
   private rank(i: number): number {
@@ -89,7 +161,7 @@ export class RuleTable {
   }
 
   verdict(i: number): Verdict {
-    return this.verdicts[i] ?? (this.verdicts[i] = verdictFor(this.raw[i]!, this.level(i)));
+    return this.verdicts[i] ?? (this.verdicts[i] = verdictFor(this.rule(i), this.level(i)));
   }
 
   /** Better of two candidates: higher rank (score, then block over allow). */
@@ -103,8 +175,8 @@ export class RuleTable {
   first(ref: number, flow: Flow, now: number): number {
     if (ref >= 0) return this.applies(ref, flow, now) ? ref : NONE;
     if (ref === NONE) return NONE;
-    const l = this.lists[-2 - ref]!;
-    for (let k = 0; k < l.length; k++) if (this.applies(l[k]!, flow, now)) return l[k]!;
+    const d = this.listData;
+    for (let k = this.listStart[-2 - ref]!, end = this.listStart[-1 - ref]!; k < end; k++) if (this.applies(d[k]!, flow, now)) return d[k]!;
     return NONE;
   }
 

@@ -28,6 +28,12 @@ export interface Rule {
   note?: string;
 }
 
+/** The rule objects a policy's verdicts name: kept as parsed, or (restored from an image) made on first use. */
+export interface RuleSource {
+  readonly length: number;
+  get(i: number): Rule;
+}
+
 export const RULE_FIELDS: ReadonlySet<string> = new Set([
   'id', 'action', 'application', 'endpoint', 'port', 'protocol', 'users', 'groups', 'expires', 'note',
 ]);

@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { Policy, type Flow, type Level, type Rule } from '../../src/policy/index.js';
 
@@ -142,8 +143,9 @@ function reference(rules: Rule[], f: Flow): { action: string; level: Level; ids:
   return { action: 'allow', level: 'default', ids: new Set() };
 }
 
-function check(rules: Rule[], flows: Flow[]): void {
-  const policy = Policy.compile(rules, 'passive-allow');
+/** `make` the policy under test: compiled, or compiled and restored from its image. */
+function check(rules: Rule[], flows: Flow[], make = (r: Rule[]) => Policy.compile(r, 'passive-allow')): void {
+  const policy = make(rules);
   for (const f of flows) {
     const got = policy.decide(f, NOW);
     const want = reference(rules, f);
@@ -161,9 +163,9 @@ test('every single rule against every flow', () => {
   assert.equal(rules.length * flows.length, 9 * 10 * 4 * 3 * 2 * 5 * 420);
 });
 
-test('random rule sets against every flow: levels, specificity and block-over-allow', () => {
+/** The random rule sets: many rules share an application and a destination, so lists and ties happen. */
+function randomSets(each: (set: Rule[]) => void): void {
   const rules = allRules();
-  const flows = allFlows();
   let seed = 7;
   // high bits: the low bits of this generator repeat with a short period
   const rand = (n: number) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
@@ -180,6 +182,29 @@ test('random rule sets against every flow: levels, specificity and block-over-al
       // 0: same application; 1: same endpoint; 2: same everything but action and endpoint (ties across host names)
       set.push(pick === 0 ? { ...r, application: base.application } : pick === 1 ? { ...r, endpoint: base.endpoint } : pick === 2 ? { ...base, action: flip, endpoint: r.endpoint } : r);
     }
-    check(set.map((r, k) => ({ ...r, id: `s${k}` })), flows);
+    each(set.map((r, k) => ({ ...r, id: `s${k}` })));
   }
+}
+
+test('random rule sets against every flow: levels, specificity and block-over-allow', () => {
+  const flows = allFlows();
+  randomSets((set) => check(set, flows));
+});
+
+test('a policy restored from its image gives every verdict the compiled policy gives', () => {
+  const flows = allFlows();
+  const same = (rules: Rule[]): void => {
+    const compiled = Policy.compile(rules, 'passive-allow');
+    const restored = Policy.restore(compiled.image(), 'passive-allow');
+    for (const f of flows) {
+      const [a, b] = [compiled.decide(f, NOW), restored.decide(f, NOW)];
+      if (a.action !== b.action || a.level !== b.level || a.reason !== b.reason || !isDeepStrictEqual(a.rule, b.rule)) {
+        assert.fail(`rules ${JSON.stringify(rules)}\nflow ${JSON.stringify(f)}\ncompiled ${a.reason}\nrestored ${b.reason}`);
+      }
+    }
+  };
+  for (const r of allRules()) same([r]);
+  randomSets(same);
+  // and the whole set at once: every list, every application kind and every destination class in one index
+  same(allRules());
 });
