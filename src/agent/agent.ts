@@ -5,7 +5,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { readCatalog, readCatalogOffThread } from '../catalog/index.js';
+import { loadPolicy as loadCompiledPolicy, readCatalogOffThread } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -39,6 +39,8 @@ export interface AgentOptions {
   verbose: boolean;
   /** Observe connections (sock_diag polling) and record would-be verdicts; no queue, no rules. */
   monitor?: boolean;
+  /** The compiled-policy cache's folder (catalog/policy-cache.ts); null: none. Default: defaultCacheDir(). */
+  cacheDir?: string | null;
 }
 
 /** The addresses and ports of a connection, from a packet or a socket dump. */
@@ -87,6 +89,7 @@ export class Agent {
   private watcher?: FSWatcher;
   private watchSettle?: NodeJS.Timeout;
   private reloads: Promise<unknown> = Promise.resolve();
+  private loadedHow = '';
   private readonly stopping = new AbortController(); // ends a reload under way when the agent stops
   private sweeper?: NodeJS.Timeout;
   private poller?: NodeJS.Timeout;
@@ -107,12 +110,27 @@ export class Agent {
     return { p99Ms: late(this.loopDelay.percentile(99)), maxMs: late(this.loopDelay.max) };
   }
 
-  /** At start nothing waits for a verdict yet; a reload reads on a worker thread and compiles in slices while the old rules decide. */
+  /**
+   * At start nothing waits for a verdict yet: the policy comes from the compiled-policy cache when the
+   * catalog was loaded before (a restart, a boot), else it is compiled and an image kept. A reload
+   * reads on a worker thread and compiles in slices while the old rules decide (no image: writing
+   * one is ~0.3 s of the event loop on a 250,000-rule catalog; the next start writes it).
+   */
   private async loadPolicy(sliced: boolean): Promise<void> {
+    if (!sliced) {
+      const t = performance.now();
+      const { policy, from, written } = loadCompiledPolicy(this.opts.catalog, this.opts.mode, {
+        ...(this.opts.cacheDir !== undefined ? { dir: this.opts.cacheDir } : {}), warn: this.opts.log,
+      });
+      this.policy = policy;
+      this.mode = policy.mode;
+      this.loadedHow = `${from === 'image' ? 'from its compiled image' : `compiled${written ? ', image kept' : ''}`} in ${(performance.now() - t).toFixed(0)} ms`;
+      return;
+    }
     const signal = this.stopping.signal;
-    const cat = sliced ? await readCatalogOffThread(this.opts.catalog, signal) : await readCatalog(this.opts.catalog);
+    const cat = await readCatalogOffThread(this.opts.catalog, signal);
     const mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
-    this.policy = sliced ? await Policy.compileSliced(cat.rules, mode, 4, signal) : Policy.compile(cat.rules, mode);
+    this.policy = await Policy.compileSliced(cat.rules, mode, 4, signal);
     this.mode = mode;
   }
 
@@ -170,7 +188,7 @@ export class Agent {
     this.loopDelay.enable();
     const s = this.policy.stats();
     const how = this.opts.monitor ? 'MONITOR ONLY (nothing is blocked)' : `fail ${this.opts.failMode}, queue ${this.opts.queue}`;
-    this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog}, mode ${this.mode}, ${how}, audit ${this.opts.db}`);
+    this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog} (${this.loadedHow}), mode ${this.mode}, ${how}, audit ${this.opts.db}`);
   }
 
   /**

@@ -3,6 +3,7 @@
  * binary). The format is recognised from the content, the encoding from the content on read and
  * from the file extension on write.
  */
+import { readFileSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import * as plist from 'plist';
 import { z } from 'zod';
@@ -97,17 +98,30 @@ function decode(fn: () => unknown, name: string, what: string): unknown {
  * catalog). A binary PLIST, recognised by its magic, is read again as bytes.
  */
 export async function readCatalog(path: string): Promise<Catalog> {
-  const read = async <T extends string | Buffer>(how: () => Promise<T>): Promise<T> => {
-    try {
-      return await how();
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new CatalogError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${code ?? (e as Error).message})`);
-    }
-  };
-  const text = await read(() => readFile(path, 'utf8'));
+  const text = await readOrSay(path, () => readFile(path, 'utf8'));
   if (!text.startsWith('bplist')) return parseCatalog(text, path);
-  return parseCatalog(await read(() => readFile(path)), path);
+  return parseCatalog(await readOrSay(path, () => readFile(path)), path);
+}
+
+/** readCatalog(), for a caller that has nothing else to do meanwhile (a start, a CLI command). */
+export function readCatalogSync(path: string): Catalog {
+  const text = readOrSay(path, () => readFileSync(path, 'utf8'));
+  if (!text.startsWith('bplist')) return parseCatalog(text, path);
+  return parseCatalog(readOrSay(path, () => readFileSync(path)), path);
+}
+
+/** `how`'s result; a failure as a CatalogError that says what is wrong with the file. */
+export function readOrSay<T>(path: string, how: () => T): T {
+  const say = (e: unknown): never => {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CatalogError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${code ?? (e as Error).message})`);
+  };
+  try {
+    const r = how();
+    return r instanceof Promise ? (r.catch(say) as T) : r;
+  } catch (e) {
+    return say(e);
+  }
 }
 
 export interface WriteOptions {

@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
-import { CatalogError } from '../catalog/index.js';
+import { CatalogError, defaultCacheDir } from '../catalog/index.js';
 import { InvalidRulesError, MODES, type Action, type Mode } from '../policy/index.js';
 import { AuditStore, type LogQuery } from '../store/audit.js';
 import { UsageError, int, mode, oneOf, when } from './usage.js';
@@ -24,6 +24,8 @@ interface AgentFlags {
   askDefault: Action;
   verbose?: boolean;
   monitor?: boolean;
+  cache: boolean;
+  cacheDir?: string;
 }
 
 export function agentCommands(program: Command): void {
@@ -40,6 +42,8 @@ export function agentCommands(program: Command): void {
     .option('--ask-default <allow|block>', 'ask mode: the action when nobody answers', oneOf('allow', 'block'), 'block')
     .option('--monitor', 'observe connections and record what the verdict would be; block nothing (the default without root)')
     .option('--verbose', 'print every decision')
+    .option('--cache-dir <dir>', `compiled-policy cache (default ${defaultCacheDir() ?? 'none'})`)
+    .option('--no-cache', 'compile the catalog at every start; keep no compiled image')
     .action(async (o: AgentFlags) => {
       if (!isRoot && !o.monitor) {
         console.error('tollgate agent: not root, so nothing can be blocked: running in monitor mode (observe and record only). Run with sudo to enforce.');
@@ -55,7 +59,7 @@ export function agentCommands(program: Command): void {
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
         log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
-        onFatal: (e) => fatal?.(e),
+        onFatal: (e) => fatal?.(e), cacheDir: o.cache ? (o.cacheDir ?? defaultCacheDir()) : null,
       });
       try {
         await agent.start();

@@ -4,25 +4,36 @@ import { Command } from 'commander';
 import { agentCommands } from './agent.js';
 import { catalogCommands } from './catalog.js';
 import { UsageError, mode, port } from './usage.js';
-import { CatalogError, encodingFor, readCatalog, writeCatalog, type Catalog } from '../catalog/index.js';
-import { InvalidRulesError, MODES, Policy, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
+import { CatalogError, defaultCacheDir, encodingFor, loadPolicy, writeCatalog, type LoadedPolicy } from '../catalog/index.js';
+import { InvalidRulesError, MODES, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
 
-async function load(file: string, m?: Mode): Promise<{ catalog: Catalog; policy: Policy }> {
-  const catalog = await readCatalog(file);
-  return { catalog, policy: Policy.compile(catalog.rules, m ?? catalog.mode ?? 'passive-allow') };
+interface CacheFlags {
+  cache: boolean;
+  cacheDir?: string;
+}
+
+/** Through the compiled-policy cache: a big catalog compiles once (catalog/policy-cache.ts). */
+function load(file: string, m: Mode | undefined, o: CacheFlags): LoadedPolicy {
+  return loadPolicy(file, m, { dir: o.cache ? (o.cacheDir ?? defaultCacheDir()) : null });
+}
+
+function cacheOptions(c: Command): Command {
+  return c
+    .option('--cache-dir <dir>', `compiled-policy cache for catalogs of 1 MiB or more (default ${defaultCacheDir() ?? 'none'})`)
+    .option('--no-cache', 'compile the catalog; keep no compiled image');
 }
 
 const program = new Command('tollgate')
   .description('Outbound application firewall: which program may reach which destination')
   .showHelpAfterError();
 
-program
+cacheOptions(program
   .command('check')
   .description('validate a catalog (Tollgate or NuAppFirewall, JSON or PLIST) and print rule counts, or every error')
   .argument('<catalog>')
-  .option('--json', 'print JSON')
-  .action(async (file: string, o: { json?: boolean }) => {
-    const { catalog, policy } = await load(file);
+  .option('--json', 'print JSON'))
+  .action((file: string, o: CacheFlags & { json?: boolean }) => {
+    const { catalog, policy } = load(file, undefined, o);
     const s = policy.stats();
     if (o.json) return console.log(JSON.stringify({ file, format: catalog.format, encoding: catalog.encoding, ...s }));
     console.log(`${file}: valid ${catalog.format} catalog (${catalog.encoding})`);
@@ -32,7 +43,7 @@ program
     console.log(`  by level      app-id ${s.byLevel['app-id']}, path ${s.byLevel.path}, prefix ${s.byLevel.prefix}, any ${s.byLevel.any}`);
   });
 
-program
+cacheOptions(program
   .command('decide')
   .description('print the verdict for one connection and which rule decided it')
   .argument('<catalog>')
@@ -47,8 +58,8 @@ program
   .option('--uid <n>', 'uid of the program')
   .option('--groups <names...>', 'groups of the program')
   .option('--mode <mode>', `mode when no rule applies (${MODES.join(', ')}); default: the catalog's, else passive-allow`, mode)
-  .option('--json', 'print the verdict as JSON')
-  .action(async (file: string, o: Record<string, string | string[] | number | boolean | undefined>) => {
+  .option('--json', 'print the verdict as JSON'))
+  .action((file: string, o: Record<string, string | string[] | number | boolean | undefined> & CacheFlags) => {
     const app = String(o.app);
     const parsed = parseApplication(app);
     if (typeof parsed === 'string' || (parsed.kind !== 'id' && parsed.kind !== 'path')) {
@@ -74,7 +85,7 @@ program
       port: o.port as number,
       protocol: o.proto,
     };
-    const { policy } = await load(file, o.mode as Mode | undefined);
+    const { policy } = load(file, o.mode as Mode | undefined, o);
     const v = policy.decide(flow);
     if (o.json) return console.log(JSON.stringify({ flow, mode: policy.mode, ...v }, null, 2));
     console.log(`${v.action.toUpperCase()}  (${v.level} level)`);
@@ -90,7 +101,7 @@ program
   .option('--format <tollgate|nuapp>', 'output format', 'tollgate')
   .action(async (input: string, out: string, o: { format: string }) => {
     if (o.format !== 'tollgate' && o.format !== 'nuapp') throw new UsageError('--format: expected tollgate or nuapp');
-    const { catalog, policy } = await load(input);
+    const { catalog, policy } = load(input, undefined, { cache: false });
     await writeCatalog(out, policy.rules, { format: o.format, encoding: encodingFor(out), mode: catalog.mode });
     console.log(`${input} (${catalog.format}, ${catalog.encoding}) -> ${out} (${o.format}, ${encodingFor(out)}): ${policy.rules.length} rules`);
   });

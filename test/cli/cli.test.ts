@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATA, NO_DATA } from '../data.js';
@@ -9,8 +9,11 @@ import { DATA, NO_DATA } from '../data.js';
 const ROOT = join(import.meta.dirname, '../../..');
 const EXAMPLE = join(ROOT, 'examples/workstation.json');
 
+// the compiled-policy cache of these runs: never the user's or root's own
+const CACHE = mkdtempSync(join(tmpdir(), 'tollgate-cli-cache-'));
+
 function tollgate(...args: string[]): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8', env: { ...process.env, TOLLGATE_CACHE_DIR: CACHE } });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -29,6 +32,24 @@ test('check prints counts of a valid catalog', { skip: NO_DATA }, () => {
   assert.match(r.out, /allow 5, block 6/);
   const j = JSON.parse(tollgate('check', join(DATA, 'catalog_data-rules_test-rules.json'), '--json').out);
   assert.deepEqual([j.format, j.rules, j.byAction.block], ['nuapp', 4019, 3]);
+});
+
+test('a big catalog is compiled once: check and decide then read its image and answer the same', { skip: NO_DATA }, () => {
+  const legacy = join(DATA, 'catalog_legacy-catalog_2024-09.json'); // 3 MB: over the cache's 1 MiB floor
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-cli-image-'));
+  const run = (...args: string[]) => tollgate(...args, '--cache-dir', dir);
+  const first = run('check', legacy, '--json');
+  assert.equal(first.code, 0, first.err);
+  assert.equal(readdirSync(dir).filter((f) => f.endsWith('.policy')).length, 1);
+  const second = run('check', legacy, '--json');
+  assert.deepEqual(JSON.parse(second.out), JSON.parse(first.out));
+  assert.equal(JSON.parse(second.out).rules, 153128);
+  // a verdict by a restored policy names its rule in full, as a compiled one does
+  const app = '/Applications/Install macOS Monterey.app/Contents/Resources/startosinstall';
+  const ask = ['decide', legacy, '--app', app, '--host', 'configuration.apple.com', '--port', '443', '--json'];
+  const restored = JSON.parse(run(...ask).out);
+  assert.equal(restored.rule.endpoint, 'configuration.apple.com');
+  assert.deepEqual(restored, JSON.parse(tollgate(...ask, '--no-cache').out));
 });
 
 test('check lists every bad rule and exits non-zero without a stack trace', () => {

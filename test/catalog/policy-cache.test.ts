@@ -1,0 +1,123 @@
+/** The compiled-policy cache: a second load of the same catalog comes from its image and decides the same. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadPolicy, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
+import { InvalidRulesError, type Flow, type Rule } from '../../src/policy/index.js';
+
+const RULES: Rule[] = JSON.parse(readFileSync(join(import.meta.dirname, '../../../examples/workstation.json'), 'utf8')).rules;
+const NOW = Date.parse('2026-06-01T00:00:00Z');
+const FLOWS: Flow[] = [
+  { app: { id: 'org.mozilla.firefox', path: '/usr/lib/firefox/firefox' }, remote: { ip: '192.0.2.1', hostnames: ['ads.doubleclick.net'] }, port: 443, protocol: 'tcp' },
+  { app: { id: 'org.mozilla.firefox', path: '/usr/lib/firefox/firefox' }, remote: { ip: '192.0.2.1', hostnames: ['www.example.com'] }, port: 443, protocol: 'tcp' },
+  { app: { path: '/usr/bin/curl' }, remote: { ip: '10.1.2.3', hostnames: [] }, port: 80, protocol: 'tcp' },
+  { app: { path: '/usr/lib/apt/methods/http' }, remote: { ip: '192.0.2.2', hostnames: ['deb.debian.org'] }, port: 80, protocol: 'tcp' },
+  { app: { path: '/usr/lib/apt/methods/http' }, remote: { ip: '192.0.2.3', hostnames: ['evil.example'] }, port: 80, protocol: 'tcp' },
+  { app: { path: '/home/u/p/node_modules/.bin/npm' }, remote: { ip: '192.0.2.4', hostnames: ['registry.npmjs.org'] }, port: 443, protocol: 'tcp' },
+  { app: { path: '/usr/bin/ssh', groups: ['admin'] }, remote: { ip: '2001:db8::5', hostnames: [] }, port: 22, protocol: 'tcp' },
+  { app: { path: '/usr/bin/ssh', groups: ['staff'] }, remote: { ip: '2001:db8::5', hostnames: [] }, port: 22, protocol: 'tcp' },
+  { app: { path: '/usr/bin/smbclient' }, remote: { ip: '192.0.2.9', hostnames: [] }, port: 445, protocol: 'tcp' },
+  { app: { path: '/opt/trial/bin/app' }, remote: { ip: '192.0.2.9', hostnames: [] }, port: 8080, protocol: 'tcp' },
+];
+
+function setup(rules: Rule[] = RULES): { catalog: string; dir: string; warnings: string[]; opts: CacheOptions } {
+  const root = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+  const catalog = join(root, 'catalog.json');
+  writeFileSync(catalog, serializeCatalog(rules, { format: 'tollgate', encoding: 'json', mode: 'passive-block' }));
+  const dir = join(root, 'cache');
+  const warnings: string[] = [];
+  return { catalog, dir, warnings, opts: { dir, minBytes: 0, warn: (m) => warnings.push(m) } };
+}
+
+const images = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.policy'));
+
+test('the second load comes from the image and gives every verdict, rule and reason the first gave', () => {
+  const { catalog, dir, warnings, opts } = setup();
+  const first = loadPolicy(catalog, undefined, opts);
+  assert.deepEqual([first.from, first.written, images(dir).length], ['catalog', true, 1]);
+  const second = loadPolicy(catalog, undefined, opts);
+  assert.equal(second.from, 'image');
+  assert.deepEqual(second.catalog, { format: 'tollgate', encoding: 'json', mode: 'passive-block' });
+  assert.equal(second.policy.mode, 'passive-block'); // the catalog's mode, kept in the image
+  for (const f of FLOWS) assert.deepEqual(second.policy.decide(f, NOW), first.policy.decide(f, NOW));
+  assert.deepEqual(second.policy.rules, RULES);
+  assert.deepEqual(second.policy.stats(), first.policy.stats());
+  assert.equal(loadPolicy(catalog, 'ask', opts).policy.decide(FLOWS[9]!, Date.parse('2028-01-01')).action, 'ask');
+  assert.deepEqual(warnings, []);
+});
+
+test('an edited catalog is compiled again, never answered by the old image', () => {
+  const { catalog, dir, opts } = setup();
+  loadPolicy(catalog, undefined, opts);
+  const edited = RULES.map((r) => (r.id === 'firefox-ads' ? { ...r, action: 'allow' as const } : r));
+  writeFileSync(catalog, serializeCatalog(edited, { format: 'tollgate', encoding: 'json' }));
+  const again = loadPolicy(catalog, undefined, opts);
+  assert.equal(again.from, 'catalog');
+  assert.equal(again.policy.decide(FLOWS[0]!, NOW).action, 'allow');
+  assert.equal(images(dir).length, 2);
+  assert.equal(loadPolicy(catalog, undefined, opts).policy.decide(FLOWS[0]!, NOW).action, 'allow');
+});
+
+test('a damaged image is said, compiled around and replaced', () => {
+  const { catalog, dir, warnings, opts } = setup();
+  loadPolicy(catalog, undefined, opts);
+  const image = join(dir, images(dir)[0]!);
+  const bytes = readFileSync(image);
+  writeFileSync(image, bytes.subarray(0, bytes.length - 10)); // as a full disk would leave it
+  const again = loadPolicy(catalog, undefined, opts);
+  assert.deepEqual([again.from, again.written], ['catalog', true]);
+  assert.match(warnings.join('\n'), /policy image .* is damaged/);
+  assert.equal(again.policy.decide(FLOWS[0]!, NOW).action, 'block');
+  writeFileSync(image, 'not an image at all');
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'catalog');
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
+});
+
+test('an image another build of Tollgate wrote is not used', () => {
+  const { catalog, dir, warnings, opts } = setup();
+  loadPolicy(catalog, undefined, opts);
+  const image = join(dir, images(dir)[0]!);
+  const text = readFileSync(image, 'latin1');
+  const other = text.replace(/"compiler":"([0-9a-f])/, (_, c: string) => `"compiler":"${c === '0' ? '1' : '0'}`);
+  assert.notEqual(other, text);
+  writeFileSync(image, other, 'latin1');
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'catalog');
+  assert.deepEqual(warnings, []);
+});
+
+test('a cache folder others may write to is not used: an image there could choose the rules', () => {
+  const { catalog, dir, warnings, opts } = setup();
+  loadPolicy(catalog, undefined, opts);
+  chmodSync(dir, 0o777);
+  const again = loadPolicy(catalog, undefined, opts);
+  assert.deepEqual([again.from, again.written], ['catalog', false]);
+  assert.match(warnings.join('\n'), /not private to this user .* mode 777/);
+});
+
+test('a catalog with bad rules gets no image; small catalogs and a null folder are compiled every time', () => {
+  const bad = setup([...RULES, { id: 'x', action: 'deny' as 'allow', application: 'any' }]);
+  assert.throws(() => loadPolicy(bad.catalog, undefined, bad.opts), InvalidRulesError);
+  assert.throws(() => loadPolicy(bad.catalog, undefined, bad.opts), InvalidRulesError);
+  assert.deepEqual(images(bad.dir), []);
+  const { catalog, dir, opts } = setup();
+  assert.equal(loadPolicy(catalog, undefined, { ...opts, minBytes: 1 << 20 }).written, false);
+  assert.equal(loadPolicy(catalog, undefined, { ...opts, dir: null }).written, false);
+  assert.throws(() => readdirSync(dir), /ENOENT/);
+});
+
+test('the folder keeps the 8 most recently used images', () => {
+  const { catalog, dir, opts } = setup();
+  let first = '';
+  for (let i = 0; i < 10; i++) {
+    writeFileSync(catalog, serializeCatalog(RULES.slice(i), { format: 'tollgate', encoding: 'json' }));
+    loadPolicy(catalog, undefined, opts);
+    if (i === 0) first = images(dir)[0]!;
+    else utimesSync(join(dir, first), new Date(), new Date(Date.now() + 60_000)); // the first stays the most recently used
+  }
+  assert.equal(images(dir).length, 8);
+  assert.ok(images(dir).includes(first));
+  writeFileSync(catalog, serializeCatalog(RULES, { format: 'tollgate', encoding: 'json' }));
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
+});
