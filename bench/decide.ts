@@ -4,6 +4,8 @@
  * catalog of realistic shape, each on three workloads (uniform, skewed, one machine's traffic).
  * Each catalog is measured in a fresh child process so that peak RSS is that catalog's own; its load
  * is repeated in more fresh processes to show how much load time and peak RSS vary between runs.
+ * Each is loaded two ways: compiled from the catalog (a first start), and restored from the image
+ * the compiled-policy cache kept of it (every later start of the same catalog).
  * Prints figures; asserts nothing.
  *
  *   npm run bench:decide            (or: node dist/bench/decide.js [--seconds 2])
@@ -13,7 +15,7 @@ import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readCatalog, readCatalogOffThread, serializeCatalog } from '../src/catalog/index.js';
+import { loadPolicy, readCatalog, readCatalogOffThread, serializeCatalog } from '../src/catalog/index.js';
 import { Policy, type Flow, type Rule } from '../src/policy/index.js';
 import { flowsFor, generateCatalog, prng } from './gen.js';
 
@@ -66,26 +68,35 @@ async function reload(file: string): Promise<{ reloadMs: number; reloadStallMs: 
   return { reloadMs, reloadStallMs: stall };
 }
 
-/** A load as the agent does it: readCatalog's text is garbage once parsed (held here, it would add its size to peak RSS). */
-async function load(file: string): Promise<{ policy: Policy; loadMs: number; peakRssMB: number }> {
+/**
+ * A load as the agent does it: compiled from the catalog (readCatalog's text is garbage once parsed:
+ * held here, it would add its size to peak RSS), or from the image in `cacheDir` (which must be there).
+ */
+async function load(file: string, cacheDir?: string): Promise<{ policy: Policy; loadMs: number; peakRssMB: number }> {
   const t0 = performance.now();
-  const policy = Policy.compile((await readCatalog(file)).rules, 'passive-allow');
+  let policy: Policy;
+  if (cacheDir) {
+    const l = loadPolicy(file, 'passive-allow', { dir: cacheDir, warn: (m) => { throw new Error(m); } });
+    if (l.from !== 'image') throw new Error(`${file}: no image in ${cacheDir}`);
+    policy = l.policy;
+  } else policy = Policy.compile((await readCatalog(file)).rules, 'passive-allow');
   return { policy, loadMs: performance.now() - t0, peakRssMB: process.resourceUsage().maxRSS / 1024 };
 }
 
 /** Child: load one catalog file, then time decide() on each workload, then a sliced recompile. */
-async function run(file: string, name: string): Promise<Result[]> {
-  const { policy, loadMs, peakRssMB } = await load(file);
+async function run(file: string, name: string, cacheDir?: string): Promise<Result[]> {
+  const { policy, loadMs, peakRssMB } = await load(file, cacheDir);
   (globalThis as { gc?: () => void }).gc?.();
   const heapMB = process.memoryUsage().heapUsed / 2 ** 20;
   // before the workloads: their 600,000 flows would make the agent-sized heap a bench-sized one
   const reloaded = await reload(file);
   (globalThis as { gc?: () => void }).gc?.();
-  const base = { name, rules: policy.rules.length, fileMB: statSync(file).size / 2 ** 20, loadMs, heapMB, peakRssMB, ...reloaded };
+  const rules = cacheDir ? (await readCatalog(file)).rules : policy.rules; // the same flows either way
+  const base = { name, rules: rules.length, fileMB: statSync(file).size / 2 ** 20, loadMs, heapMB, peakRssMB, ...reloaded };
   return [
-    { ...base, workload: 'uniform', ...time(policy, flowsFor(policy.rules, 200_000, 42, 1)) },
-    { ...base, workload: 'skewed', ...time(policy, flowsFor(policy.rules, 200_000, 43, 6)) },
-    { ...base, workload: 'machine', ...time(policy, machineFlows(policy.rules, 5_000, 200_000)) },
+    { ...base, workload: 'uniform', ...time(policy, flowsFor(rules, 200_000, 42, 1)) },
+    { ...base, workload: 'skewed', ...time(policy, flowsFor(rules, 200_000, 43, 6)) },
+    { ...base, workload: 'machine', ...time(policy, machineFlows(rules, 5_000, 200_000)) },
   ];
 }
 
@@ -143,16 +154,26 @@ function time(policy: Policy, flows: Flow[]): Pick<Result, 'perSec' | 'p50ns' | 
 }
 
 async function main(): Promise<void> {
+  const cacheArg = process.argv[process.argv.indexOf('--cache') + 1];
+  const cacheDir = process.argv.includes('--cache') ? cacheArg : undefined;
   if (process.argv[2] === '--child') {
-    process.stdout.write(JSON.stringify(await run(process.argv[3]!, process.argv[4]!)));
+    process.stdout.write(JSON.stringify(await run(process.argv[3]!, process.argv[4]!, cacheDir)));
     return;
   }
   if (process.argv[2] === '--load-only') {
-    const { loadMs, peakRssMB } = await load(process.argv[3]!);
+    const { loadMs, peakRssMB } = await load(process.argv[3]!, cacheDir);
     process.stdout.write(JSON.stringify({ loadMs, peakRssMB }));
     return;
   }
+  if (process.argv[2] === '--write-image') {
+    const t0 = performance.now();
+    const l = loadPolicy(process.argv[3]!, 'passive-allow', { dir: cacheDir!, minBytes: 0, warn: (m) => { throw new Error(m); } });
+    if (!l.written) throw new Error('no image written');
+    process.stdout.write(JSON.stringify({ loadMs: performance.now() - t0, peakRssMB: process.resourceUsage().maxRSS / 1024 }));
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+  const images = join(dir, 'images');
   const generated = join(dir, 'generated-250k.json');
   const t = performance.now();
   const rules: Rule[] = generateCatalog(250_000, 1);
@@ -160,37 +181,44 @@ async function main(): Promise<void> {
   console.log(`generated ${rules.length} rules in ${((performance.now() - t) / 1000).toFixed(1)} s -> ${generated}`);
   const results: Result[] = [];
   const spread: string[] = [];
-  for (const [file, name] of [[REAL, 'NuAppFirewall legacy catalog'], [generated, 'generated 250k catalog']] as const) {
-    const child = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', file, name, '--seconds', String(seconds)], { encoding: 'utf8' });
-    if (child.status !== 0) throw new Error(`${name}: ${child.stderr}`);
-    const r = JSON.parse(child.stdout) as Result[];
-    results.push(...r);
-    // A load's time and peak RSS vary from process to process (GC threads' timing): more fresh processes give their spread
-    const loads = [{ loadMs: r[0]!.loadMs, peakRssMB: r[0]!.peakRssMB }];
-    for (let i = 1; i < LOADS; i++) {
-      const c = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--load-only', file], { encoding: 'utf8' });
-      if (c.status !== 0) throw new Error(`${name}: ${c.stderr}`);
-      loads.push(JSON.parse(c.stdout) as { loadMs: number; peakRssMB: number });
+  const node = (args: string[], gc = false): string => {
+    const c = spawnSync(process.execPath, [...(gc ? ['--expose-gc'] : []), fileURLToPath(import.meta.url), ...args], { encoding: 'utf8' });
+    if (c.status !== 0) throw new Error(`${args.join(' ')}: ${c.stderr}`);
+    return c.stdout;
+  };
+  for (const [file, catalogName] of [[REAL, 'NuAppFirewall legacy catalog'], [generated, 'generated 250k catalog']] as const) {
+    // the first start (compile, then keep an image), then the later ones (restore the image)
+    const first = JSON.parse(node(['--write-image', file, '--cache', images])) as { loadMs: number; peakRssMB: number };
+    spread.push(`  ${catalogName.padEnd(30)} first start, compile and write its image: ${first.loadMs.toFixed(0)} ms, peak RSS ${first.peakRssMB.toFixed(0)} MB`);
+    for (const how of ['catalog', 'image'] as const) {
+      const name = `${catalogName.replace(' catalog', '')}, ${how === 'catalog' ? 'compiled' : 'from image'}`;
+      const cache = how === 'image' ? ['--cache', images] : [];
+      const r = JSON.parse(node(['--child', file, name, '--seconds', String(seconds), ...cache], true)) as Result[];
+      results.push(...r);
+      // A load's time and peak RSS vary from process to process (GC threads' timing): more fresh processes give their spread
+      const loads = [{ loadMs: r[0]!.loadMs, peakRssMB: r[0]!.peakRssMB }];
+      for (let i = 1; i < LOADS; i++) loads.push(JSON.parse(node(['--load-only', file, ...cache])) as { loadMs: number; peakRssMB: number });
+      spread.push(`  ${name.padEnd(40)} load ${range(loads.map((x) => x.loadMs), 'ms')}, peak RSS ${range(loads.map((x) => x.peakRssMB), 'MB')}`);
     }
-    spread.push(`  ${name.padEnd(30)} load+compile ${range(loads.map((x) => x.loadMs), 'ms')}, peak RSS ${range(loads.map((x) => x.peakRssMB), 'MB')}`);
   }
   console.log('\nworkload: uniform = flows spread evenly over every rule (cache-cold, worst case); skewed = a few apps/hosts take most flows, as on a real machine');
   console.log('machine = one machine\'s traffic: 5,000 distinct flows (programs x destinations), popular ones often, strings reused as the agent\'s caches do');
   console.log('each workload: 1/4 unknown app, 1/4 known app to an unknown host, 1/2 to a destination its rule names; timed after one untimed pass over its flows');
   console.log('read ns = reading each flow\'s strings without deciding (on 200,000 distinct pre-built flows they are cache-cold: a floor no index removes)');
-  console.log('\ncatalog                        workload    rules    file MB  load+compile ms  heap MB  peak RSS MB  decisions/s   p50 ns  p99 ns  p99.9 ns  rule hits  read ns');
+  console.log(`\n${'catalog, loaded'.padEnd(36)} workload    rules    file MB    load ms  heap MB  peak RSS MB  decisions/s   p50 ns  p99 ns  p99.9 ns  rule hits  read ns`);
   for (const r of results) {
     console.log(
-      `${r.name.padEnd(30)} ${r.workload.padEnd(8)} ${String(r.rules).padStart(7)} ${r.fileMB.toFixed(1).padStart(9)} ${r.loadMs.toFixed(0).padStart(16)} ${r.heapMB.toFixed(0).padStart(8)} ${r.peakRssMB.toFixed(0).padStart(12)} ${Math.round(r.perSec).toLocaleString('en-US').padStart(12)} ${String(r.p50ns).padStart(8)} ${String(r.p99ns).padStart(7)} ${String(r.p999ns).padStart(9)} ${(r.hits * 100).toFixed(0).padStart(9)}% ${r.floorNs.toFixed(0).padStart(8)}`,
+      `${r.name.padEnd(36)} ${r.workload.padEnd(8)} ${String(r.rules).padStart(7)} ${r.fileMB.toFixed(1).padStart(9)} ${r.loadMs.toFixed(0).padStart(10)} ${r.heapMB.toFixed(0).padStart(8)} ${r.peakRssMB.toFixed(0).padStart(12)} ${Math.round(r.perSec).toLocaleString('en-US').padStart(12)} ${String(r.p50ns).padStart(8)} ${String(r.p99ns).padStart(7)} ${String(r.p999ns).padStart(9)} ${(r.hits * 100).toFixed(0).padStart(9)}% ${r.floorNs.toFixed(0).padStart(8)}`,
     );
   }
   console.log('\nreload, as the agent does it while the old rules decide (file read on a worker thread, compiled in 4 ms slices):');
-  for (const r of results.filter((x) => x.workload === 'uniform')) {
-    console.log(`  ${r.name.padEnd(30)} ${r.reloadMs.toFixed(0)} ms, longest event-loop stall ${r.reloadStallMs.toFixed(1)} ms (a load: ${r.loadMs.toFixed(0)} ms in one piece)`);
+  for (const r of results.filter((x) => x.workload === 'uniform' && x.name.endsWith('compiled'))) {
+    console.log(`  ${r.name.padEnd(36)} ${r.reloadMs.toFixed(0)} ms, longest event-loop stall ${r.reloadStallMs.toFixed(1)} ms (a load: ${r.loadMs.toFixed(0)} ms in one piece)`);
   }
-  console.log(`\nload+compile and peak RSS over ${LOADS} fresh processes (median, min-max):`);
+  console.log(`\nloads and peak RSS over ${LOADS} fresh processes (median, min-max):`);
   for (const line of spread) console.log(line);
   console.log('\ntargets: >= 2,000,000 decisions/s, p99 < 5,000 ns, load+compile < 500 ms, peak RSS < 150 MB, heap < 100 MB');
+  console.log('("from image" = a start after the first: the compiled-policy cache restores the index; "compiled" = a first start)');
 }
 
 await main();
