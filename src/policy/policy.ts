@@ -20,6 +20,7 @@
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
 import { StringIndex } from './dict.js';
 import { IdTable } from './ids.js';
+import { Memo } from './memo.js';
 import { PairTable, TAG } from './pairs.js';
 import { canonicalUrl, compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable, type TableImage } from './table.js';
@@ -30,6 +31,12 @@ import { InvalidRulesError, type Flow, type RuleSource, type Level, type Mode, t
 const HAS = { url: 1, host: 2, wildcard: 4, ip4: 8, ip6: 16, cidr4: 32, cidr6: 64, any: 128 } as const;
 const HAS_IP = HAS.ip4 | HAS.ip6 | HAS.cidr4 | HAS.cidr6;
 const STEP = 256; // rules between a sliced compile's checks of the clock
+/** Numbers found for one string: one (NONE for none) or a list, so that most lookups allocate nothing. */
+type Apps = number | readonly number[];
+
+function add(apps: Apps, a: number): Apps {
+  return apps === NONE ? a : typeof apps === 'number' ? [apps, a] : [...apps, a];
+}
 const PATH_MAX = 4096; // Linux's; longer keys still match: hasBit() says "maybe" beyond the set
 
 // Length sets as bit sets: a Set<number>.has() cost ~13 ns, a bit test ~3 ns, and decide() asks per path component and per domain label.
@@ -103,7 +110,22 @@ export class Policy {
   private rawNames: readonly string[] = [];
   private flowNames: readonly string[] | null = null; // rawNames as the index keys them, made on first need
   private nameIds: number[] = []; // per host name: its number, or NONE
+  private nameCount = -1; // how many of nameIds are this flow's; -1: not yet looked up
   private suffixIds: number[] | null = null; // numbers of the wildcard suffixes of the names, longest first per name
+
+  /**
+   * decide()'s lookups by a flow's strings, memoised (memo.ts): a path's application and its prefix
+   * and sub-path candidates, a host name's number and its suffixes that wildcard rules name. A
+   * machine's connections come from a few programs to a few hundred names, and the agent reuses each
+   * path's and each DNS name's string, whose hash V8 keeps: one lookup in these small, hot Maps then
+   * replaces a lookup in a dictionary of every name in the catalog, or a slice and a lookup per path
+   * component or label. Each is consulted where its lookup would be, so a verdict found early costs
+   * none of the later ones.
+   */
+  private readonly pathMemo = new Memo<number>();
+  private readonly prefixMemo = new Memo<Apps>();
+  private readonly nameMemo = new Memo<number>();
+  private readonly wildMemo = new Memo<Apps>();
   private ipDone = false;
   private ip4 = -1;
   private ip6: readonly number[] | null = null;
@@ -267,17 +289,37 @@ export class Policy {
   decide(flow: Flow, now: number = Date.now()): Verdict {
     this.rawNames = flow.remote.hostnames;
     this.flowNames = null;
-    this.nameIds.length = 0;
+    this.nameCount = -1;
     this.suffixIds = null;
     this.ipDone = false;
     const app = flow.app;
     let a: number | undefined;
     let r = NONE;
     if (app.id !== undefined && (a = this.byId.get(app.id)) !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
-    if ((a = this.byPath.get(app.path)) !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
-    if ((this.byPrefix.size > 0 || this.subByFirst.size > 0) && (r = this.matchPrefixes(flow, now)) !== NONE) return this.table.verdict(r);
+    const path = app.path;
+    a = this.pathMemo.get(path);
+    if (a === undefined) this.pathMemo.set(path, (a = this.byPath.get(path)));
+    if (a !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
+    if (this.byPrefix.size > 0 || this.subByFirst.size > 0) {
+      let p = this.prefixMemo.get(path);
+      if (p === undefined) this.prefixMemo.set(path, (p = this.prefixApps(path)));
+      if (typeof p === 'number') {
+        if (p !== NONE && (r = this.match(p, flow, now)) !== NONE) return this.table.verdict(r);
+      } else for (let k = 0; k < p.length; k++) if ((r = this.match(p[k]!, flow, now)) !== NONE) return this.table.verdict(r);
+    }
     if (this.anyApp !== NONE && (r = this.match(this.anyApp, flow, now)) !== NONE) return this.table.verdict(r);
     return this.defaultVerdict;
+  }
+
+  /** The numbers of a host name's suffixes that wildcard rules name, longest first. */
+  private wildOf(h: string): Apps {
+    let ids: Apps = NONE;
+    for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
+      if (!hasBit(this.wildLens, h.length - d - 1)) continue;
+      const id = this.suffixes.get(h.slice(d + 1));
+      if (id !== undefined) ids = add(ids, id);
+    }
+    return ids;
   }
 
   /** Numbers a new application and indexes its key. */
@@ -336,20 +378,19 @@ export class Policy {
     }
   }
 
-  /** Prefix and sub-path level: candidates ordered by how deep into the path their match reaches. */
-  private matchPrefixes(flow: Flow, now: number): number {
-    const path = flow.app.path;
+  /** Prefix and sub-path level: the candidates, ordered by how deep into the path their match reaches. */
+  private prefixApps(path: string): Apps {
+    let apps: Apps = NONE;
     if (this.subByFirst.size === 0) {
       // fast path: prefixes only, longest first
       for (let i = path.lastIndexOf('/'); i >= 0; i = i === 0 ? -1 : path.lastIndexOf('/', i - 1)) {
         if (!hasBit(this.prefixLens, i + 1)) continue;
         const a = this.byPrefix.get(path.slice(0, i + 1));
-        const r = a === undefined ? NONE : this.match(a, flow, now);
-        if (r !== NONE) return r;
+        if (a !== undefined) apps = add(apps, a);
       }
-      return NONE;
+      return apps;
     }
-    // [end of match, length, prefix?, application]; allocated only when something matches
+    // [end of match, length, prefix?, application]; made only when something matches
     let cands: [number, number, number, number][] | null = null;
     for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
       if (hasBit(this.prefixLens, i + 1)) {
@@ -366,13 +407,10 @@ export class Policy {
         if (path.startsWith(s.key, i) && (e === path.length || path.charCodeAt(e) === 47)) (cands ??= []).push([e, s.key.length, 0, s.app]);
       }
     }
-    if (!cands) return NONE;
+    if (cands === null) return apps;
     cands.sort((x, y) => y[0] - x[0] || y[1] - x[1] || y[2] - x[2]);
-    for (const c of cands) {
-      const r = this.match(c[3], flow, now);
-      if (r !== NONE) return r;
-    }
-    return NONE;
+    for (const c of cands) apps = add(apps, c[3]);
+    return apps;
   }
 
   /** The best applicable rule of one application, visiting endpoint classes most specific first. */
@@ -382,8 +420,8 @@ export class Policy {
     let best = NONE;
     if ((has & HAS.url) !== 0 && flow.remote.url !== undefined && (best = this.matchUrl(app, flow, now)) !== NONE) return best;
     if ((has & HAS.host) !== 0) {
-      const ids = this.hostIds();
-      for (let k = 0; k < ids.length; k++) if (ids[k] !== NONE) best = t.better(best, t.first(this.pairs.get(app, TAG.host, ids[k]!), flow, now));
+      const n = this.hostIds();
+      for (let k = 0; k < n; k++) if (this.nameIds[k] !== NONE) best = t.better(best, t.first(this.pairs.get(app, TAG.host, this.nameIds[k]!), flow, now));
       if (best !== NONE) return best;
     }
     if ((has & HAS.wildcard) !== 0) {
@@ -395,11 +433,16 @@ export class Policy {
     return (has & HAS.any) !== 0 ? t.first(this.appAny[app]!, flow, now) : NONE;
   }
 
-  private hostIds(): number[] {
-    const ids = this.nameIds;
+  /** Looks up the numbers of the flow's host names, once per decision: nameIds[0 .. count). */
+  private hostIds(): number {
+    if (this.nameCount >= 0) return this.nameCount;
     const names = (this.flowNames ??= hostKeys(this.rawNames));
-    if (ids.length !== names.length) for (const h of names) ids.push(this.names.get(h));
-    return ids;
+    for (let k = 0; k < names.length; k++) {
+      let id = this.nameMemo.get(names[k]!);
+      if (id === undefined) this.nameMemo.set(names[k]!, (id = this.names.get(names[k]!)));
+      this.nameIds[k] = id;
+    }
+    return (this.nameCount = names.length);
   }
 
   /** Numbers of the names' suffixes that some wildcard rule names, longest first per name. */
@@ -407,11 +450,10 @@ export class Policy {
     if (this.suffixIds) return this.suffixIds;
     const ids: number[] = [];
     for (const h of (this.flowNames ??= hostKeys(this.rawNames))) {
-      for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
-        if (!hasBit(this.wildLens, h.length - d - 1)) continue;
-        const id = this.suffixes.get(h.slice(d + 1));
-        if (id !== undefined) ids.push(id);
-      }
+      let w = this.wildMemo.get(h);
+      if (w === undefined) this.wildMemo.set(h, (w = this.wildOf(h)));
+      if (typeof w !== 'number') ids.push(...w);
+      else if (w !== NONE) ids.push(w);
     }
     return (this.suffixIds = ids);
   }

@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { Policy, decideWithAsk } from '../../src/policy/index.js';
+import { Policy, decideWithAsk, type Flow, type Rule } from '../../src/policy/index.js';
 import { FIREFOX, decide, flow, rule } from './helpers.js';
 
 const CURL = { path: '/usr/bin/curl' };
@@ -303,4 +303,30 @@ test('every verdict explains itself', () => {
   assert.equal(v.reason, 'rule "ads" (block org.mozilla.firefox -> *.ads.net:443/tcp) at the app-id level');
   assert.equal(v.rule?.note, 'ad networks');
   assert.equal(decide(r, flow(FIREFOX, 'x.com')).reason, 'no rule applies; mode passive-allow -> allow');
+});
+
+describe('memoised lookups (memo.ts)', () => {
+  test('a verdict never depends on which flows were decided before', () => {
+    // paths under prefixes and sub-paths, names under wildcards: every memoised lookup has something to find
+    const rules: Rule[] = [];
+    for (let i = 0; i < 300; i++) {
+      rules.push(rule({ action: i % 3 ? 'allow' : 'block', application: `/opt/app${i % 40}/`, endpoint: `*.d${i % 50}.example` }));
+      rules.push(rule({ action: i % 4 ? 'block' : 'allow', application: `*/Plug${i % 30}.bundle`, endpoint: `h${i}.d${i % 50}.example`, port: 443 }));
+      rules.push(rule({ action: 'block', application: `/usr/bin/tool${i}`, endpoint: `h${i}.d${i % 50}.example` }));
+    }
+    const paths = (i: number): string => [`/opt/app${i % 45}/bin/x`, `/A/Host.app/Plug${i % 33}.bundle/p`, `/usr/bin/tool${i % 310}`][i % 3]!;
+    const flows: Flow[] = [];
+    // enough lookups to turn the memos off (a run of one-off names) and on again (a run of repeats)
+    for (let i = 0; i < 150_000; i++) {
+      const repeat = Math.floor(i / 20_000) % 2 === 1;
+      const k = repeat ? i % 97 : i;
+      flows.push(flow({ path: repeat ? paths(k) : `${paths(k)}${k}` }, `${repeat ? '' : `n${k}.`}h${k % 320}.d${k % 50}.example`, k % 2 ? 443 : 80));
+    }
+    const a = Policy.compile(rules);
+    const b = Policy.compile(rules);
+    const forward = flows.map((f) => a.decide(f).reason);
+    const backward = flows.slice().reverse().map((f) => b.decide(f).reason).reverse();
+    assert.deepEqual(forward, backward);
+    assert.ok(new Set(forward).size > 100, `the flows reach many rules (${new Set(forward).size})`);
+  });
 });
