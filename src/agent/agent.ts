@@ -3,9 +3,9 @@
  * to the kernel -> audit row. Every queued packet gets exactly one verdict, even when something
  * fails on the way (then the fail mode answers and the error is reported).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { loadPolicy as loadCompiledPolicy, readCatalogOffThread } from '../catalog/index.js';
+import { CACHE_MIN_BYTES, ImageJob, defaultCacheDir, imageFile, loadPolicy as loadCompiledPolicy, readCatalogOffThread } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -90,6 +90,8 @@ export class Agent {
   private watchSettle?: NodeJS.Timeout;
   private reloads: Promise<unknown> = Promise.resolve();
   private loadedHow = '';
+  private imageJob?: ImageJob;
+  private imageWrite?: AbortController;
   private readonly stopping = new AbortController(); // ends a reload under way when the agent stops
   private sweeper?: NodeJS.Timeout;
   private poller?: NodeJS.Timeout;
@@ -112,26 +114,42 @@ export class Agent {
 
   /**
    * At start nothing waits for a verdict yet: the policy comes from the compiled-policy cache when the
-   * catalog was loaded before (a restart, a boot), else it is compiled and an image kept. A reload
-   * reads on a worker thread and compiles in slices while the old rules decide (no image: writing
-   * one is ~0.3 s of the event loop on a 250,000-rule catalog; the next start writes it).
+   * catalog was loaded before (a restart, a boot), else it is compiled. A reload reads on a worker
+   * thread and compiles in slices while the old rules decide. Either way a compiled policy's image
+   * is then written in slices while the agent decides (keepImage), for the next start.
    */
   private async loadPolicy(sliced: boolean): Promise<void> {
+    const cacheDir = this.opts.cacheDir === undefined ? defaultCacheDir() : this.opts.cacheDir;
     if (!sliced) {
       const t = performance.now();
-      const { policy, from, written } = loadCompiledPolicy(this.opts.catalog, this.opts.mode, {
-        ...(this.opts.cacheDir !== undefined ? { dir: this.opts.cacheDir } : {}), warn: this.opts.log,
-      });
+      const { policy, from, job } = loadCompiledPolicy(this.opts.catalog, this.opts.mode, { dir: cacheDir, warn: this.opts.log, write: 'later' });
       this.policy = policy;
       this.mode = policy.mode;
-      this.loadedHow = `${from === 'image' ? 'from its compiled image' : `compiled${written ? ', image kept' : ''}`} in ${(performance.now() - t).toFixed(0)} ms`;
+      this.imageJob = job;
+      this.loadedHow = `${from === 'image' ? 'from its compiled image' : 'compiled'} in ${(performance.now() - t).toFixed(0)} ms`;
       return;
     }
     const signal = this.stopping.signal;
-    const cat = await readCatalogOffThread(this.opts.catalog, signal);
-    const mode = this.opts.mode ?? cat.mode ?? 'passive-allow';
-    this.policy = await Policy.compileSliced(cat.rules, mode, 4, signal);
+    const { rules, sha256, ...head } = await readCatalogOffThread(this.opts.catalog, signal);
+    const mode = this.opts.mode ?? head.mode ?? 'passive-allow';
+    this.policy = await Policy.compileSliced(rules, mode, 4, signal);
     this.mode = mode;
+    const size = statSync(this.opts.catalog, { throwIfNoEntry: false })?.size ?? 0; // only decides whether an image is worth it
+    const file = size >= CACHE_MIN_BYTES ? imageFile(cacheDir, sha256, this.opts.log) : null;
+    this.imageJob = file && !existsSync(file) ? new ImageJob(file, head, this.policy, this.opts.log) : undefined;
+  }
+
+  /** Writes the image of the policy just loaded, if it needs one, in slices; a newer load or stop() abandons it. */
+  private keepImage(): void {
+    this.imageWrite?.abort();
+    const job = this.imageJob;
+    this.imageJob = undefined;
+    if (!job) return;
+    const ctl = (this.imageWrite = new AbortController());
+    const t = performance.now();
+    void job.write(4, ctl.signal).then((ok) => {
+      if (ok) this.opts.log(`tollgate agent: compiled image kept for the next start (${job.file}, written in ${(performance.now() - t).toFixed(0)} ms while deciding)`);
+    });
   }
 
   /** Loads the catalog, opens the store and queues, then installs the netfilter rules. */
@@ -189,6 +207,7 @@ export class Agent {
     const s = this.policy.stats();
     const how = this.opts.monitor ? 'MONITOR ONLY (nothing is blocked)' : `fail ${this.opts.failMode}, queue ${this.opts.queue}`;
     this.opts.log(`tollgate agent: ${s.rules} rules from ${this.opts.catalog} (${this.loadedHow}), mode ${this.mode}, ${how}, audit ${this.opts.db}`);
+    this.keepImage();
   }
 
   /**
@@ -206,6 +225,7 @@ export class Agent {
       await this.loadPolicy(true);
       this.verdicts.clear();
       this.opts.log(`tollgate agent: reloaded (${why}): ${this.policy.stats().rules} rules, mode ${this.mode}`);
+      this.keepImage();
       return true;
     } catch (e) {
       if (this.stopping.signal.aborted) return false; // stop() came first: no reload to report
@@ -217,6 +237,7 @@ export class Agent {
   /** Removes the netfilter rules first (traffic flows again), then drains and closes everything. */
   async stop(): Promise<void> {
     this.stopping.abort(new Error('the agent is stopping'));
+    this.imageWrite?.abort();
     this.watcher?.close();
     clearTimeout(this.watchSettle);
     clearInterval(this.sweeper);

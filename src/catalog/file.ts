@@ -3,6 +3,7 @@
  * binary). The format is recognised from the content, the encoding from the content on read and
  * from the file extension on write.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import * as plist from 'plist';
@@ -108,6 +109,18 @@ export function readCatalogSync(path: string): Catalog {
   const text = readOrSay(path, () => readFileSync(path, 'utf8'));
   if (!text.startsWith('bplist')) return parseCatalog(text, path);
   return parseCatalog(readOrSay(path, () => readFileSync(path)), path);
+}
+
+/**
+ * readCatalogSync() and the SHA-256 of exactly the bytes it parsed (the key of the catalog's
+ * compiled-policy image: a hash of a second read could be of an edited file).
+ */
+export function readCatalogHashed(path: string): Catalog & { sha256: string } {
+  const bytes = readOrSay(path, () => readFileSync(path));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return { ...parseCatalog(bytes, path), sha256 };
+  const text = bytes.toString('utf8');
+  return { ...parseCatalog(text, path), sha256 };
 }
 
 /** `how`'s result; a failure as a CatalogError that says what is wrong with the file. */

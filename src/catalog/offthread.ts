@@ -1,5 +1,5 @@
 /**
- * readCatalog() on a worker thread, for a process whose event loop must keep turning while it reads
+ * readCatalog() on a worker thread, with the SHA-256 of the bytes read, for a process whose event loop must keep turning while it reads
  * (the agent's reload): JSON.parse of a 29 MB catalog is one ~300 ms call. The rules come back a
  * chunk at a time, each a few ms of decoding here, the next asked for only once the last is taken,
  * so other events run between chunks.
@@ -9,18 +9,21 @@ import type { Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 import type { Catalog } from './file.js';
 
+/** A catalog and the SHA-256 of the bytes it was read from (the key of its compiled-policy image). */
+export type HashedCatalog = Catalog & { sha256: string };
+
 type Message =
-  | { head: Omit<Catalog, 'rules'> }
+  | { head: Omit<HashedCatalog, 'rules'> }
   | { rules: Rule[] }
   | { done: true }
   | { error: string; catalogError: boolean };
 
 /** `signal` stops the read: the worker ends and the promise rejects with the signal's reason. */
-export function readCatalogOffThread(path: string, signal?: AbortSignal): Promise<Catalog> {
+export function readCatalogOffThread(path: string, signal?: AbortSignal): Promise<HashedCatalog> {
   signal?.throwIfAborted();
   const worker = new Worker(new URL('./read-worker.js', import.meta.url), { workerData: { path } });
-  return new Promise<Catalog>((resolve, reject) => {
-    let head: Omit<Catalog, 'rules'> | undefined;
+  return new Promise<HashedCatalog>((resolve, reject) => {
+    let head: Omit<HashedCatalog, 'rules'> | undefined;
     const rules: Rule[] = [];
     let settled = false;
     const onAbort = (): void => settle(() => reject(signal!.reason));

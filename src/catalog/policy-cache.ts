@@ -9,21 +9,24 @@
  * - its name is the catalog's content hash (so an edited catalog never meets an old image);
  * - its header names this build's compiler: a hash of the policy/ and catalog/ code, so a Tollgate
  *   whose rules mean something else never reads an image an older one wrote;
- * - its size is what its header says (a short write is seen; writes are atomic anyway);
+ * - its head and sections are in place (a short write is seen; writes are atomic anyway);
  * - the cache folder is the user's own and nobody else may write to it (an image is a policy: a
  *   folder others can write would let them choose root's firewall rules).
  * An image that cannot be read or does not agree is said (warn) and replaced.
+ *
+ * Writing an image of 250,000 rules costs ~0.6 s, mostly encoding each rule's JSON. The CLI writes it
+ * before it exits; the agent writes it after its start, and after each reload, in 4 ms slices while
+ * it decides (ImageJob), so neither a start nor a verdict waits for it. The file format: image-file.ts.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deserialize, serialize } from 'node:v8';
-import { Policy, ruleFromBytes, type Mode, type PolicyImage, type Rule, type RuleSource } from '../policy/index.js';
+import { Policy, type Mode } from '../policy/index.js';
 import { readCatalogSync, readOrSay, type Catalog } from './file.js';
+import { readHead, readIndex, writeSteps } from './image-file.js';
 
-const MAGIC = 'TOLLGATE-POLICY1\n';
 const KEEP = 8; // images kept in the folder, most recently used first
 /** Smaller catalogs compile in a few ms: an image would cost more to check than it saves. */
 export const CACHE_MIN_BYTES = 1 << 20;
@@ -35,27 +38,21 @@ export interface CacheOptions {
   minBytes?: number;
   /** Where warnings go (an image that could not be used or written). */
   warn?: (message: string) => void;
+  /** After a compile: write the image before returning (default), or hand the caller an ImageJob. */
+  write?: 'now' | 'later';
 }
+
+type CatalogHead = Omit<Catalog, 'rules'>;
 
 export interface LoadedPolicy {
-  catalog: Omit<Catalog, 'rules'>;
+  catalog: CatalogHead;
   policy: Policy;
-  /** `image`: restored from the cache; `catalog`: compiled (and `written` says if an image was kept). */
+  /** `image`: restored from the cache; `catalog`: compiled. */
   from: 'image' | 'catalog';
+  /** With write 'now': whether an image was kept. */
   written: boolean;
-}
-
-/**
- * The file: MAGIC, the rule text's length (u32 LE), the rule text (each rule's JSON, see
- * policy/image.ts), the header's length (u32 LE), the header (JSON), and the index (v8.serialize of
- * the PolicyImage without its rule text, `index` bytes). The text comes first so that it is written
- * as it is made; it stays on disk: a rule is read (pread) when a verdict first names it, so a
- * 250,000-rule policy does not hold ~28 MB of rule JSON that most verdicts never name.
- */
-interface Header {
-  compiler: string;
-  catalog: Omit<Catalog, 'rules'>;
-  index: number;
+  /** With write 'later': the image to write, when the cache is on and the policy was compiled. */
+  job?: ImageJob;
 }
 
 /** root: /var/cache/tollgate; a user: $XDG_CACHE_HOME/tollgate or ~/.cache/tollgate; TOLLGATE_CACHE_DIR overrides ("" = none). */
@@ -70,7 +67,7 @@ let compilerHash: string | undefined;
 /** What this build's compile is: its policy/ and catalog/ code (the builder's excluded: it makes catalogs, not policies). */
 export function compilerFingerprint(): string {
   if (compilerHash) return compilerHash;
-  const h = createHash('sha256').update(process.versions.v8);
+  const h = createHash('sha256');
   for (const part of ['../policy', '.']) {
     const dir = fileURLToPath(new URL(part, import.meta.url));
     for (const f of readdirSync(dir).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(readFileSync(join(dir, f)));
@@ -79,7 +76,7 @@ export function compilerFingerprint(): string {
 }
 
 /** SHA-256 of a file, read a MiB at a time: the whole file is never in memory for a cache hit. */
-function hashFile(path: string): string {
+export function hashFile(path: string): string {
   const fd = openSync(path, 'r');
   try {
     const h = createHash('sha256');
@@ -101,14 +98,24 @@ export function loadPolicy(path: string, mode: Mode | undefined, opts: CacheOpti
   const warn = opts.warn ?? ((m: string) => console.error(m));
   let file = '';
   if (dir !== null && readOrSay(path, () => statSync(path)).size >= (opts.minBytes ?? CACHE_MIN_BYTES) && safeDir(dir, warn)) {
-    file = join(dir, readOrSay(path, () => hashFile(path)) + '.policy');
+    file = imagePath(dir, readOrSay(path, () => hashFile(path)));
     const hit = readImage(file, mode, warn);
     if (hit) return { ...hit, from: 'image', written: false };
   }
   const { rules, ...catalog } = readCatalogSync(path);
   const policy = Policy.compile(rules, mode ?? catalog.mode ?? 'passive-allow');
-  const written = file !== '' && writeImage(file, catalog, policy, warn);
-  return { catalog, policy, from: 'catalog', written };
+  const job = file === '' ? undefined : new ImageJob(file, catalog, policy, warn);
+  if (opts.write === 'later') return { catalog, policy, from: 'catalog', written: false, ...(job ? { job } : {}) };
+  return { catalog, policy, from: 'catalog', written: job?.writeNow() ?? false };
+}
+
+/** Where the image of a catalog whose bytes hash to `hash` lives; null when the folder cannot be used (said through `warn`). */
+export function imageFile(dir: string | null, hash: string, warn: (m: string) => void): string | null {
+  return dir !== null && safeDir(dir, warn) ? imagePath(dir, hash) : null;
+}
+
+function imagePath(dir: string, hash: string): string {
+  return join(dir, hash + '.policy');
 }
 
 /** The folder exists (made if not), is ours and is writable by nobody else. */
@@ -137,21 +144,12 @@ function readImage(file: string, mode: Mode | undefined, warn: (m: string) => vo
     return null;
   }
   try {
-    const size = fstatSync(fd).size;
-    const u32 = (at: number): number => readFully(fd, Buffer.alloc(4), at).readUInt32LE(0);
-    if (readFully(fd, Buffer.alloc(MAGIC.length), 0).toString('latin1') !== MAGIC) throw new Error('not a policy image');
-    const textAt = MAGIC.length + 4;
-    const headAt = textAt + u32(MAGIC.length) + 4;
-    const headLen = u32(headAt - 4);
-    const head = JSON.parse(readFully(fd, Buffer.alloc(headLen), headAt).toString('utf8')) as Header;
+    const head = readHead<CatalogHead>(fd);
     if (head.compiler !== compilerFingerprint()) { // another build's: replaced, as after any recompile
       closeSync(fd);
       return null;
     }
-    const indexAt = headAt + headLen;
-    if (size !== indexAt + head.index) throw new Error(`${size} bytes, its header says ${indexAt + head.index}`);
-    const image = deserialize(readFully(fd, Buffer.allocUnsafe(head.index), indexAt)) as PolicyImage;
-    const rules = new FileRules(fd, textAt, image.ruleEnds);
+    const { image, rules } = readIndex(fd, head); // rules now owns fd
     const policy = Policy.restore(image, mode ?? head.catalog.mode ?? 'passive-allow', rules);
     touch(file);
     return { catalog: head.catalog, policy };
@@ -162,80 +160,63 @@ function readImage(file: string, mode: Mode | undefined, warn: (m: string) => vo
   }
 }
 
-function readFully(fd: number, b: Buffer, at: number): Buffer {
-  for (let n = 0; n < b.length; ) {
-    const got = readSync(fd, b, n, b.length - n, at + n);
-    if (got === 0) throw new Error('ends early');
-    n += got;
-  }
-  return b;
-}
+let tmpCount = 0;
 
-/** Closes an image's file once the policy reading it is gone (an agent's reload drops the old one). */
-const closeOnCollect = new FinalizationRegistry<number>((fd) => {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
-  }
-});
+/** Writing one policy's image: to a temporary file renamed over the name, then the oldest images beyond KEEP go. */
+export class ImageJob {
+  constructor(readonly file: string, private readonly catalog: CatalogHead, private readonly policy: Policy, private readonly warn: (m: string) => void) {}
 
-/** A restored policy's rules, read from the image file when a verdict first names them (each once: the verdict keeps it). */
-class FileRules implements RuleSource {
-  constructor(private readonly fd: number, private readonly base: number, private readonly ends: Int32Array) {
-    closeOnCollect.register(this, fd);
+  /** All at once. */
+  writeNow(): boolean {
+    return this.run((steps) => {
+      while (!steps.next().done);
+    }) as boolean;
   }
 
-  get length(): number {
-    return this.ends.length;
+  /** In slices of `sliceMs`, with the event loop let run between them; `signal` abandons it (no file is left). */
+  async write(sliceMs = 4, signal?: AbortSignal): Promise<boolean> {
+    return this.run(async (steps) => {
+      let start = performance.now();
+      while (!steps.next().done) {
+        if (performance.now() - start < sliceMs) continue;
+        await new Promise((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+        start = performance.now();
+      }
+    });
   }
 
-  get(i: number): Rule {
-    const from = i === 0 ? 0 : this.ends[i - 1]!;
-    return ruleFromBytes(readFully(this.fd, Buffer.allocUnsafe(this.ends[i]! - from), this.base + from));
-  }
-}
-
-/** Atomic (a temporary file renamed over the name); then the oldest images beyond KEEP go. */
-function writeImage(file: string, catalog: Header['catalog'], policy: Policy, warn: (m: string) => void): boolean {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    const fd = openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-    try {
-      const u32 = (n: number): Buffer => {
-        const b = Buffer.alloc(4);
-        b.writeUInt32LE(n);
-        return b;
-      };
-      writeFully(fd, Buffer.concat([Buffer.from(MAGIC, 'latin1'), u32(0)]));
-      let text = 0;
-      const image = policy.image((chunk) => {
-        writeFully(fd, chunk);
-        text += chunk.length;
-      });
-      const index = serialize(image);
-      const head = Buffer.from(JSON.stringify({ compiler: compilerFingerprint(), catalog, index: index.length } satisfies Header));
-      for (const part of [u32(head.length), head, index]) writeFully(fd, part);
-      writeSync(fd, u32(text), 0, 4, MAGIC.length);
-    } finally {
+  private run(drive: (steps: Generator<void, void>) => void | Promise<void>): boolean | Promise<boolean> {
+    const tmp = `${this.file}.${process.pid}.${++tmpCount}.tmp`;
+    let fd = -1;
+    const fail = (e: unknown): false => {
+      if (fd >= 0) closeSync(fd);
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // not made
+      }
+      if (!(e instanceof Error && e.name === 'AbortError')) {
+        this.warn(`tollgate: WARNING: policy image ${this.file} not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the next load compiles again`);
+      }
+      return false;
+    };
+    const done = (): true => {
       closeSync(fd);
-    }
-    renameSync(tmp, file);
-    prune(dirname(file));
-    return true;
-  } catch (e) {
+      fd = -1;
+      renameSync(tmp, this.file);
+      prune(this.file.slice(0, this.file.lastIndexOf('/')));
+      return true;
+    };
     try {
-      unlinkSync(tmp);
-    } catch {
-      // not written
+      fd = openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+      const r = drive(writeSteps(fd, { compiler: compilerFingerprint(), catalog: this.catalog }, this.policy));
+      if (r instanceof Promise) return r.then(done).catch(fail);
+      return done();
+    } catch (e) {
+      return fail(e);
     }
-    warn(`tollgate: WARNING: policy image ${file} not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the next load compiles again`);
-    return false;
   }
-}
-
-function writeFully(fd: number, b: Uint8Array): void {
-  for (let n = 0; n < b.length; ) n += writeSync(fd, b, n);
 }
 
 function touch(file: string): void {

@@ -1,13 +1,13 @@
-/** The catalog reader's thread (offthread.ts): reads and decodes one catalog, then hands the rules over a chunk per request. */
+/** The catalog reader's thread (offthread.ts): reads, hashes and decodes one catalog, then hands the rules over a chunk per request. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { CatalogError } from './errors.js';
-import { readCatalog } from './file.js';
+import { readCatalogHashed } from './file.js';
 
 const CHUNK = 1024; // rules a message: a few ms of decoding on the receiving thread
 const port = parentPort!;
 
 try {
-  const { rules, ...head } = await readCatalog((workerData as { path: string }).path);
+  const { rules, ...head } = readCatalogHashed((workerData as { path: string }).path);
   let next = 0;
   const send = (): void => {
     if (next >= rules.length) return port.postMessage({ done: true });

@@ -3,8 +3,7 @@
  * keeps only these bytes (off the JS heap) and parses a rule when a verdict first names it, so a
  * 250,000-rule policy loads without making 250,000 objects.
  */
-import type { RuleTable } from './table.js';
-import type { Rule } from './types.js';
+import type { Rule, RuleSource } from './types.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -33,38 +32,46 @@ export class ImageRules {
 }
 
 /**
- * The table's rules as image bytes, made a chunk at a time: with `sink`, each full chunk is handed
- * over and not kept (a file writer then never holds the whole text, ~28 MB for 250,000 rules), and
- * `text` is empty; without, `text` is all of it.
+ * Rules as image bytes, a piece at a time: a file writer then never holds the whole text (~28 MB for
+ * 250,000 rules) and can let other work run between pieces. `ends` is complete once `done`.
  */
-export function encodeRules(t: RuleTable, sink?: (chunk: Uint8Array) => void): { text: Uint8Array; ends: Int32Array } {
-  const encoder = new TextEncoder();
-  const ends = new Int32Array(t.length);
-  const chunks: Uint8Array[] = [];
-  let chunk = new Uint8Array(1 << 20);
-  let n = 0; // in chunk
-  let total = 0; // before chunk
-  const flush = (): void => {
-    if (sink) sink(chunk.subarray(0, n));
-    else chunks.push(chunk.slice(0, n));
-    total += n;
-    n = 0;
-  };
-  for (let i = 0; i < t.length; i++) {
-    const json = JSON.stringify(t.rule(i));
-    if (chunk.length - n < json.length * 3) { // UTF-8 takes at most 3 bytes per UTF-16 unit
-      flush();
-      if (chunk.length < json.length * 3) chunk = new Uint8Array(json.length * 3);
+export class RuleEncoder {
+  readonly ends: Int32Array;
+  private readonly encoder = new TextEncoder();
+  private next = 0;
+  private total = 0;
+
+  constructor(private readonly rules: RuleSource) {
+    this.ends = new Int32Array(rules.length);
+  }
+
+  get done(): boolean {
+    return this.next === this.rules.length;
+  }
+
+  /** The bytes of up to `count` more rules. */
+  piece(count: number): Uint8Array {
+    const end = Math.min(this.rules.length, this.next + count);
+    let out = new Uint8Array(64 * 1024);
+    let n = 0;
+    for (; this.next < end; this.next++) {
+      const json = JSON.stringify(this.rules.get(this.next));
+      if (out.length - n < json.length * 3) { // UTF-8 takes at most 3 bytes per UTF-16 unit
+        const bigger = new Uint8Array(Math.max(out.length * 2, n + json.length * 3));
+        bigger.set(out.subarray(0, n));
+        out = bigger;
+      }
+      n += this.encoder.encodeInto(json, out.subarray(n)).written;
+      this.ends[this.next] = this.total + n;
     }
-    n += encoder.encodeInto(json, chunk.subarray(n)).written;
-    ends[i] = total + n;
+    this.total += n;
+    return out.subarray(0, n);
   }
-  flush();
-  const text = new Uint8Array(sink ? 0 : total);
-  let at = 0;
-  for (const c of chunks) {
-    text.set(c, at);
-    at += c.length;
-  }
-  return { text, ends };
+}
+
+/** All of the rules' bytes at once. */
+export function encodeRules(rules: RuleSource): { text: Uint8Array; ends: Int32Array } {
+  const e = new RuleEncoder(rules);
+  const text = e.piece(rules.length);
+  return { text, ends: e.ends };
 }

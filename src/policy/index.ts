@@ -1,6 +1,6 @@
 export * from './types.js';
-export { Policy, type PolicyImage, type PolicyStats } from './policy.js';
-export { ruleFromBytes } from './image.js';
+export { Policy, type IndexImage, type PolicyImage, type PolicyStats } from './policy.js';
+export { RuleEncoder, ruleFromBytes } from './image.js';
 export { decideWithAsk, type AskOptions } from './ask.js';
 export { describeRule, normalizeHost, parseApplication, parseEndpoint, parsePort } from './rules.js';
 export { parseIp, type ParsedIp } from './ip.js';

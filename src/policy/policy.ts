@@ -74,6 +74,8 @@ export interface PolicyImage {
   ruleEnds: Int32Array;
 }
 
+export type IndexImage = Omit<PolicyImage, 'ruleText' | 'ruleEnds'>;
+
 
 export interface PolicyStats {
   rules: number;
@@ -138,27 +140,27 @@ export class Policy {
     this.appAny = img?.appAny ?? new Int32Array(size + 1).fill(NONE);
   }
 
-  /**
-   * The policy as plain data, for Policy.restore(). With `sink`, the rule text is handed over in
-   * chunks as it is made and `ruleText` is empty (see encodeRules).
-   */
-  image(sink?: (chunk: Uint8Array) => void): PolicyImage {
+  /** The policy as plain data, for Policy.restore(). */
+  image(): PolicyImage {
+    const { text, ends } = encodeRules(this.ruleSource);
+    return { ...this.indexImage(), ruleText: text, ruleEnds: ends };
+  }
+
+  /** image() without the rules' bytes: a writer that streams them makes them with a RuleEncoder over `rules`. */
+  indexImage(): IndexImage {
     const cidrLens: PolicyImage['cidrLens'] = [];
     for (const [app, lens] of this.cidr4Lens) cidrLens.push({ app, v: 4, lens });
     for (const [app, lens] of this.cidr6Lens) cidrLens.push({ app, v: 6, lens });
-    const { text, ends } = encodeRules(this.table, sink);
     return {
       apps: this.apps.map((a) => ({ kind: a.kind, key: a.kind === 'any' ? '' : a.key })),
-      names: this.names.keysByNumber(),
+      names: this.names.keysByNumber() as string[],
       suffixes: [...this.suffixes.keys()],
-      keys6: this.keys6.keysByNumber(),
+      keys6: this.keys6.keysByNumber() as string[],
       cidrLens,
       appHas: this.appHas,
       appAny: this.appAny,
       pairs: this.pairs.image,
       table: this.table.toImage(),
-      ruleText: text,
-      ruleEnds: ends,
     };
   }
 
@@ -264,6 +266,11 @@ export class Policy {
     const p = Object.create(Policy.prototype) as Policy;
     Object.assign(p, this, { mode, defaultVerdict: defaultVerdict(mode) });
     return p;
+  }
+
+  /** The rules one at a time, without making the list `rules` makes. */
+  get ruleSource(): RuleSource {
+    return { length: this.table.length, get: (i) => this.table.rule(i) };
   }
 
   get rules(): Rule[] {

@@ -48,9 +48,10 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     ],
   });
 
-  async function startAgent(failMode: 'open' | 'closed' = 'open', extra: string[] = []): Promise<void> {
+  /** Resolves once the agent says it decides (`ready`: a more particular start line to wait for). */
+  async function startAgent(failMode: 'open' | 'closed' = 'open', extra: string[] = [], ready = /tollgate agent: \d+ rules/): Promise<void> {
     agentLog = '';
-    const p = await net.start(net.client, [NODE, MAIN, 'agent', '--catalog', catalog, '--db', db, '--fail-mode', failMode, ...extra], /tollgate agent: \d+ rules/, 'stderr');
+    const p = await net.start(net.client, [NODE, MAIN, 'agent', '--catalog', catalog, '--db', db, '--fail-mode', failMode, ...extra], ready, 'stderr');
     p.stderr!.on('data', (d: Buffer) => { agentLog += d.toString(); });
     agent = p;
   }
@@ -236,6 +237,21 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     store.close();
     assert.equal(rows.length, 1);
     assert.deepEqual([rows[0]!.action, rows[0]!.ruleId, rows[0]!.enforced, rows[0]!.path], ['block', 'port-9200', false, NODE]);
+  });
+
+  test('a big catalog: its compiled image is kept while the agent decides, and the next start enforces from it', async () => {
+    // over the cache's 1 MiB floor: the rules above plus 12,000 rules for other programs
+    const filler = Array.from({ length: 12_000 }, (_, i) => ({ id: `filler-${i}`, action: 'allow', application: `/opt/filler/app${i}`, endpoint: `h${i}.filler.example`, port: 443 }));
+    writeFileSync(catalog, rules(filler));
+    const cache = join(dir, 'cache');
+    await startAgent('open', ['--cache-dir', cache], /12011 rules .*\(compiled in \d+ ms\)/);
+    await waitFor(() => /compiled image kept for the next start/.test(agentLog), 'the image to be written');
+    refused(curl('http://10.77.0.2:8080/'));
+    assert.equal(await stopAgent(), 0);
+    await startAgent('open', ['--cache-dir', cache], /12011 rules .*\(from its compiled image in \d+ ms\)/);
+    refused(curl('http://10.77.0.2:8080/'));
+    allowed(curl('http://10.77.0.2/'));
+    assert.equal(await stopAgent(), 0);
   });
 });
 

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadPolicy, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
-import { InvalidRulesError, type Flow, type Rule } from '../../src/policy/index.js';
+import { ImageJob, hashFile, imageFile, loadPolicy, readCatalogHashed, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
+import { InvalidRulesError, Policy, type Flow, type Rule } from '../../src/policy/index.js';
 
 const RULES: Rule[] = JSON.parse(readFileSync(join(import.meta.dirname, '../../../examples/workstation.json'), 'utf8')).rules;
 const NOW = Date.parse('2026-06-01T00:00:00Z');
@@ -120,4 +120,29 @@ test('the folder keeps the 8 most recently used images', () => {
   assert.ok(images(dir).includes(first));
   writeFileSync(catalog, serializeCatalog(RULES, { format: 'tollgate', encoding: 'json' }));
   assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
+});
+
+test('an image written later, in slices, is the one the next load finds; an abandoned one leaves nothing', async () => {
+  const { catalog, dir, warnings, opts } = setup();
+  const first = loadPolicy(catalog, undefined, { ...opts, write: 'later' });
+  assert.deepEqual([first.from, first.written, images(dir)], ['catalog', false, []]);
+  const stop = new AbortController();
+  const abandoned = first.job!.write(0, stop.signal);
+  stop.abort();
+  assert.equal(await abandoned, false);
+  assert.deepEqual(readdirSync(dir), [], 'no image and no temporary file');
+  assert.equal(await loadPolicy(catalog, undefined, { ...opts, write: 'later' }).job!.write(0), true);
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
+  assert.deepEqual(warnings, []);
+});
+
+test("a reload's image (keyed by the hash of the bytes its reader parsed) is the one the next start finds", () => {
+  const { catalog, dir, opts } = setup();
+  const { rules, sha256, ...head } = readCatalogHashed(catalog);
+  assert.equal(sha256, hashFile(catalog));
+  const job = new ImageJob(imageFile(dir, sha256, () => {})!, head, Policy.compile(rules, 'passive-allow'), assert.fail);
+  assert.equal(job.writeNow(), true);
+  const next = loadPolicy(catalog, undefined, opts);
+  assert.equal(next.from, 'image');
+  assert.equal(next.policy.decide(FLOWS[0]!, NOW).rule?.id, 'firefox-ads');
 });
