@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { agentCommands } from './agent.js';
 import { catalogCommands } from './catalog.js';
-import { UsageError, mode, port } from './usage.js';
+import { UsageError, int, mode, port } from './usage.js';
 import { CatalogError, defaultCacheDir, encodingFor, loadPolicy, writeCatalog, type LoadedPolicy } from '../catalog/index.js';
 import { InvalidRulesError, MODES, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
 
@@ -55,7 +55,7 @@ cacheOptions(program
   .requiredOption('--port <n>', 'remote port', port)
   .option('--proto <tcp|udp>', 'protocol', 'tcp')
   .option('--user <name>', 'user name of the program')
-  .option('--uid <n>', 'uid of the program')
+  .option('--uid <n>', 'uid of the program', int(0, 4294967294))
   .option('--groups <names...>', 'groups of the program')
   .option('--mode <mode>', `mode when no rule applies (${MODES.join(', ')}); default: the catalog's, else passive-allow`, mode)
   .option('--json', 'print the verdict as JSON'))

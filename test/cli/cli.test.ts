@@ -83,6 +83,7 @@ test('bad files and arguments: one message, exit 1', () => {
     [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a b', '--port', '1'], /--host: not a host name/],
     [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a.com', '--port', '70000'], /expected a port 1-65535/],
     [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a.com', '--port', '1', '--mode', 'open'], /expected one of passive-allow/],
+    [['decide', EXAMPLE, '--app', '/usr/bin/x', '--host', 'a.com', '--port', '1', '--uid', 'abc'], /--uid <n>.*expected a whole number/],
     [['convert', EXAMPLE, join(dir, 'o.json'), '--format', 'nuapp'], /cannot be expressed in NuAppFirewall's format/],
   ];
   for (const [args, re] of cases) {
