@@ -116,10 +116,11 @@ export function readCatalogSync(path: string): Catalog {
  * compiled-policy image: a hash of a second read could be of an edited file).
  */
 export function readCatalogHashed(path: string): Catalog & { sha256: string } {
-  const bytes = readOrSay(path, () => readFileSync(path));
+  let bytes: Buffer | null = readOrSay(path, () => readFileSync(path));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return { ...parseCatalog(bytes, path), sha256 };
   const text = bytes.toString('utf8');
+  bytes = null; // garbage while the text is parsed, as in readCatalog
   return { ...parseCatalog(text, path), sha256 };
 }
 

@@ -57,7 +57,7 @@ interface SubPath {
 /**
  * A compiled policy as plain data (strings, numbers, typed arrays): what Policy.restore() needs to
  * answer exactly as the policy that made it, without parsing or validating a rule again. The
- * catalog's policy cache (catalog/image.ts) stores it; policy/ itself does no I/O.
+ * compiled-policy cache (catalog/policy-cache.ts) stores it; policy/ itself does no I/O.
  */
 export interface PolicyImage {
   apps: { kind: AppMatch['kind']; key: string }[]; // in number order
@@ -75,7 +75,6 @@ export interface PolicyImage {
 }
 
 export type IndexImage = Omit<PolicyImage, 'ruleText' | 'ruleEnds'>;
-
 
 export interface PolicyStats {
   rules: number;
@@ -146,7 +145,7 @@ export class Policy {
     return { ...this.indexImage(), ruleText: text, ruleEnds: ends };
   }
 
-  /** image() without the rules' bytes: a writer that streams them makes them with a RuleEncoder over `rules`. */
+  /** image() without the rules' bytes: a writer that streams them makes them with a RuleEncoder over `ruleSource`. */
   indexImage(): IndexImage {
     const cidrLens: PolicyImage['cidrLens'] = [];
     for (const [app, lens] of this.cidr4Lens) cidrLens.push({ app, v: 4, lens });
@@ -166,7 +165,7 @@ export class Policy {
 
   /**
    * The policy an image() was made of, under `mode`: it decides exactly as that policy did. The
-   * image is trusted to be one image() made (catalog/image.ts checks where it came from): only its
+   * image is trusted to be one image() made (catalog/policy-cache.ts checks where it came from): only its
    * sizes are checked here. Rule objects are made from their JSON when a verdict first names them:
    * from `img.ruleText`, or from `rules` where the caller keeps that text elsewhere (a file).
    */
@@ -318,17 +317,6 @@ export class Policy {
     return this.defaultVerdict;
   }
 
-  /** The numbers of a host name's suffixes that wildcard rules name, longest first. */
-  private wildOf(h: string): Apps {
-    let ids: Apps = NONE;
-    for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
-      if (!hasBit(this.wildLens, h.length - d - 1)) continue;
-      const id = this.suffixes.get(h.slice(d + 1));
-      if (id !== undefined) ids = add(ids, id);
-    }
-    return ids;
-  }
-
   /** Numbers a new application and indexes its key. */
   private newApp(a: AppMatch): number {
     const n = this.appCount++;
@@ -463,6 +451,17 @@ export class Policy {
       else if (w !== NONE) ids.push(w);
     }
     return (this.suffixIds = ids);
+  }
+
+  /** The numbers of a host name's suffixes that wildcard rules name, longest first. */
+  private wildOf(h: string): Apps {
+    let ids: Apps = NONE;
+    for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
+      if (!hasBit(this.wildLens, h.length - d - 1)) continue;
+      const id = this.suffixes.get(h.slice(d + 1));
+      if (id !== undefined) ids = add(ids, id);
+    }
+    return ids;
   }
 
   private matchUrl(app: number, flow: Flow, now: number): number {

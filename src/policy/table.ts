@@ -17,8 +17,7 @@ interface Scope {
   groups: ReadonlySet<string> | null;
 }
 
-
-/** What a RuleTable is made of, in plain data: see image.ts. */
+/** What a RuleTable is made of, in plain data (part of a PolicyImage). */
 export interface TableImage {
   info: Int32Array;
   expires: Float64Array; // rule, time, rule, time, ...
@@ -131,7 +130,7 @@ export class RuleTable {
       expires[k++] = t;
     }
     return {
-      info: this.info.slice(0, this.length * 2),
+      info: this.info,
       expires,
       scopes: [...this.scopes].map(([rule, s]) => ({ rule, users: s.users && [...s.users], groups: s.groups && [...s.groups] })),
       hrefs: [...this.hrefs].map(([rule, href]) => ({ rule, href })),
