@@ -108,8 +108,7 @@ export class Policy {
   private defaultVerdict: Verdict;
 
   // The flow's destination, resolved at most once per decide() (decide is synchronous, so instance state is safe).
-  private rawNames: readonly string[] = [];
-  private flowNames: readonly string[] | null = null; // rawNames as the index keys them, made on first need
+  private rawNames: readonly string[] = []; // as the flow has them: the memos are keyed by these strings
   private nameIds: number[] = []; // per host name: its number, or NONE
   private nameCount = -1; // how many of nameIds are this flow's; -1: not yet looked up
   private suffixIds: number[] | null = null; // numbers of the wildcard suffixes of the names, longest first per name
@@ -294,7 +293,6 @@ export class Policy {
   /** The verdict for one flow, with the deciding rule and why. `now` decides rule expiry. */
   decide(flow: Flow, now: number = Date.now()): Verdict {
     this.rawNames = flow.remote.hostnames;
-    this.flowNames = null;
     this.nameCount = -1;
     this.suffixIds = null;
     this.ipDone = false;
@@ -431,10 +429,10 @@ export class Policy {
   /** Looks up the numbers of the flow's host names, once per decision: nameIds[0 .. count). */
   private hostIds(): number {
     if (this.nameCount >= 0) return this.nameCount;
-    const names = (this.flowNames ??= hostKeys(this.rawNames));
+    const names = this.rawNames;
     for (let k = 0; k < names.length; k++) {
       let id = this.nameMemo.get(names[k]!);
-      if (id === undefined) this.nameMemo.set(names[k]!, (id = this.names.get(names[k]!)));
+      if (id === undefined) this.nameMemo.set(names[k]!, (id = this.names.get(hostKey(names[k]!))));
       this.nameIds[k] = id;
     }
     return (this.nameCount = names.length);
@@ -444,9 +442,9 @@ export class Policy {
   private wildIds(): number[] {
     if (this.suffixIds) return this.suffixIds;
     const ids: number[] = [];
-    for (const h of (this.flowNames ??= hostKeys(this.rawNames))) {
+    for (const h of this.rawNames) {
       let w = this.wildMemo.get(h);
-      if (w === undefined) this.wildMemo.set(h, (w = this.wildOf(h)));
+      if (w === undefined) this.wildMemo.set(h, (w = this.wildOf(hostKey(h))));
       if (typeof w !== 'number') ids.push(...w);
       else if (w !== NONE) ids.push(w);
     }
@@ -554,23 +552,19 @@ function intern(map: Map<string, number>, key: string): number {
 }
 
 /**
- * Host names as the index keys them: lower case, no trailing dot. Flows normally carry them so
- * already; checking costs ~1 ns a character, while toLowerCase() always made a new string to hash.
+ * A host name as the index keys it: lower case, no trailing dot. Flows normally carry it so already;
+ * checking costs ~1 ns a character (and only on a memo miss), while toLowerCase() always made a new
+ * string to hash.
  */
-function hostKeys(names: readonly string[]): readonly string[] {
-  for (let i = 0; i < names.length; i++) if (!isHostKey(names[i]!)) return names.map(hostKey);
-  return names;
-}
-
-function isHostKey(h: string): boolean {
+function hostKey(h: string): string {
   for (let i = 0; i < h.length; i++) {
     const c = h.charCodeAt(i);
-    if ((c >= 65 && c <= 90) || c > 127) return false;
+    if ((c >= 65 && c <= 90) || c > 127) return lowerHost(h);
   }
-  return h.charCodeAt(h.length - 1) !== 46;
+  return h.charCodeAt(h.length - 1) === 46 ? lowerHost(h) : h;
 }
 
-function hostKey(h: string): string {
+function lowerHost(h: string): string {
   const l = h.toLowerCase();
   return l.charCodeAt(l.length - 1) === 46 ? l.slice(0, -1) : l;
 }
