@@ -34,7 +34,9 @@ function setup(rules: Rule[] = RULES): { catalog: string; dir: string; warnings:
 const images = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.policy'));
 
 test('the second load comes from the image and gives every verdict, rule and reason the first gave', () => {
-  const { catalog, dir, warnings, opts } = setup();
+  // and text beyond ASCII: the image's rule offsets are in bytes
+  const unicode: Rule = { id: 'café-☕', action: 'block', application: '/opt/ünïcode/bin/東京', endpoint: 'xn--caf-dma.example', note: 'déjà vu ☕ 東京' };
+  const { catalog, dir, warnings, opts } = setup([unicode, ...RULES]);
   const first = loadPolicy(catalog, undefined, opts);
   assert.deepEqual([first.from, first.written, images(dir).length], ['catalog', true, 1]);
   const second = loadPolicy(catalog, undefined, opts);
@@ -42,7 +44,9 @@ test('the second load comes from the image and gives every verdict, rule and rea
   assert.deepEqual(second.catalog, { format: 'tollgate', encoding: 'json', mode: 'passive-block' });
   assert.equal(second.policy.mode, 'passive-block'); // the catalog's mode, kept in the image
   for (const f of FLOWS) assert.deepEqual(second.policy.decide(f, NOW), first.policy.decide(f, NOW));
-  assert.deepEqual(second.policy.rules, RULES);
+  assert.deepEqual(second.policy.rules, [unicode, ...RULES]);
+  const toUnicode: Flow = { app: { path: '/opt/ünïcode/bin/東京' }, remote: { ip: '192.0.2.7', hostnames: ['xn--caf-dma.example'] }, port: 443, protocol: 'tcp' };
+  assert.deepEqual(second.policy.decide(toUnicode, NOW).rule, unicode);
   assert.deepEqual(second.policy.stats(), first.policy.stats());
   assert.equal(loadPolicy(catalog, 'ask', opts).policy.decide(FLOWS[9]!, Date.parse('2028-01-01')).action, 'ask');
   assert.deepEqual(warnings, []);
