@@ -32,6 +32,8 @@ export interface AgentOptions {
   rejectMark: number;
   /** Seconds a verdict is reused for the same 5-tuple (SYN retransmits, later UDP datagrams). */
   verdictCacheS: number;
+  /** The connection queue's socket buffer, bytes (default 8 MiB, nfqueue.ts). */
+  queueBuffer?: number;
   log: (line: string) => void;
   /** The agent cannot go on (its packet reader died): the caller should stop it. */
   onFatal?: (e: Error) => void;
@@ -67,6 +69,10 @@ export interface AgentStats {
   unparsed: number;
   errors: number;
   dnsAnswers: number;
+  /** New connections' packets the kernel could not hand over (the agent fell behind): passed unjudged (fail-open) or dropped (fail-closed); no verdict, no row. */
+  unasked: number;
+  /** DNS answers the kernel could not hand over: passed, their names not learnt. */
+  dnsUnasked: number;
 }
 
 export class Agent {
@@ -99,7 +105,7 @@ export class Agent {
   private observed = new Set<number>();
   /** Event-loop delay: a stall here delays every verdict. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_TICK_MS });
-  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0 };
+  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0 };
 
   constructor(readonly opts: AgentOptions) {}
 
@@ -170,7 +176,7 @@ export class Agent {
       this.poll();
     } else try {
       const failOpen = this.opts.failMode === 'open';
-      this.queue = new NfQueue(this.opts.queue, { copyRange: 128, failOpen });
+      this.queue = new NfQueue(this.opts.queue, { copyRange: 128, failOpen, ...(this.opts.queueBuffer ? { rcvbuf: this.opts.queueBuffer } : {}) });
       this.dnsQueue = new NfQueue(this.opts.queue + 1, { copyRange: 0xffff, failOpen: true });
       this.diag = new SockDiag();
       const conns = this.queue;
@@ -245,6 +251,7 @@ export class Agent {
     this.loopDelay.disable();
     if (!this.opts.monitor) removeRules();
     await this.loop?.stop();
+    this.checkUnasked();
     this.queue?.close();
     this.dnsQueue?.close();
     await this.events?.stop();
@@ -261,7 +268,21 @@ export class Agent {
     return { received: this.store?.received ?? 0, written: this.store?.written ?? 0 };
   }
 
+  /** Says so when packets went by unasked since the last look: the audit store has no row for them. */
+  private checkUnasked(): void {
+    const conns = this.queue?.unasked ?? 0;
+    const dns = this.dnsQueue?.unasked ?? 0;
+    if (conns > this.stats.unasked) {
+      const what = this.opts.failMode === 'open' ? 'went through unjudged and unrecorded (fail-open)' : 'were dropped (fail-closed; the programs retry)';
+      this.opts.log(`tollgate agent: WARNING: ${conns - this.stats.unasked} packets of new connections ${what}: the agent fell behind and the kernel's queue buffer overflowed`);
+    }
+    if (dns > this.stats.dnsUnasked) this.opts.log(`tollgate agent: WARNING: ${dns - this.stats.dnsUnasked} DNS answers went by unread: their names are not known to host rules`);
+    this.stats.unasked = conns;
+    this.stats.dnsUnasked = dns;
+  }
+
   private sweep(): void {
+    this.checkUnasked();
     const now = Date.now();
     if (this.store?.error && !this.storeFailureReported) {
       this.storeFailureReported = true;

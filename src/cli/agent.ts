@@ -26,6 +26,7 @@ interface AgentFlags {
   monitor?: boolean;
   cache: boolean;
   cacheDir?: string;
+  queueBuffer?: number;
 }
 
 export function agentCommands(program: Command): void {
@@ -37,6 +38,7 @@ export function agentCommands(program: Command): void {
     .option('--fail-mode <open|closed>', 'while the agent is down or its queue is full: open lets traffic flow, closed stops it', oneOf('open', 'closed'), 'open')
     .option('--db <file>', 'audit store (SQLite)', DEFAULT_DB)
     .option('--queue <n>', 'NFQUEUE number for connections; the next number carries DNS answers', int(0, 65534), 7100)
+    .option('--queue-buffer <bytes>', 'socket buffer of the connection queue: how far the agent may fall behind before packets go by unasked (default 8388608)', int(4096, 1 << 30))
     .option('--include-loopback', 'also judge connections to loopback addresses')
     .option('--ask-timeout <ms>', 'ask mode: how long a connection waits for an answer', int(1, 3_600_000), 30_000)
     .option('--ask-default <allow|block>', 'ask mode: the action when nobody answers', oneOf('allow', 'block'), 'block')
@@ -60,6 +62,7 @@ export function agentCommands(program: Command): void {
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
         log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
         onFatal: (e) => fatal?.(e), cacheDir: o.cache ? (o.cacheDir ?? defaultCacheDir()) : null,
+        ...(o.queueBuffer ? { queueBuffer: o.queueBuffer } : {}),
       });
       try {
         await agent.start();

@@ -50,7 +50,15 @@ export interface QueueOptions {
   copyRange: number;
   /** Kernel accepts packets instead of dropping them when the queue is full. */
   failOpen: boolean;
+  /**
+   * Packets waiting for a verdict. Default 65,536: far more than the socket buffer holds, so that
+   * when the agent falls behind it is the buffer that overflows, where the lost packets leave gaps
+   * in the packet ids (`unasked`); a full queue passes (fail-open) or drops packets unseen and
+   * uncounted. What waits in the queue is bounded by the buffer plus the packets read and not yet answered.
+   */
   maxLen?: number;
+  /** The socket's receive buffer, bytes (default 8 MiB). */
+  rcvbuf?: number;
 }
 
 const AF_UNSPEC = 0;
@@ -61,9 +69,16 @@ export class NfQueue {
   private readonly tx = Buffer.alloc(64);
   private seq = 1;
   private emptyAt = monotonicMs();
+  private lastId = 0; // the kernel numbers a queue's packets from 1
+  /**
+   * Packets the kernel numbered but could not hand over (the socket buffer was full): with
+   * fail-open they went through without a verdict, with fail-closed they were dropped. Seen as gaps
+   * in the ids; the kernel itself counts only the fail-closed ones.
+   */
+  unasked = 0;
 
   constructor(readonly num: number, private readonly opts: QueueOptions) {
-    this.sock = new NetlinkSocket(NETLINK_NETFILTER, { rcvbuf: 8 * 1024 * 1024 });
+    this.sock = new NetlinkSocket(NETLINK_NETFILTER, { rcvbuf: opts.rcvbuf ?? 8 * 1024 * 1024 });
     try {
       this.config((b, o) => writeAttr(b, o, NFQA_CFG_CMD, Buffer.from([NFQNL_CFG_CMD_BIND, 0, 0, 0])), 'bind queue');
       const params = Buffer.alloc(5);
@@ -71,7 +86,7 @@ export class NfQueue {
       params[4] = NFQNL_COPY_PACKET;
       this.config((b, o) => writeAttr(b, o, NFQA_CFG_PARAMS, params), 'set copy mode');
       const be = (n: number): Buffer => { const x = Buffer.alloc(4); x.writeUInt32BE(n >>> 0); return x; };
-      this.config((b, o) => writeAttr(b, o, NFQA_CFG_QUEUE_MAXLEN, be(opts.maxLen ?? 4096)), 'set queue length');
+      this.config((b, o) => writeAttr(b, o, NFQA_CFG_QUEUE_MAXLEN, be(opts.maxLen ?? 65_536)), 'set queue length');
       const flags = NFQA_CFG_F_UID_GID | (opts.failOpen ? NFQA_CFG_F_FAIL_OPEN : 0);
       this.config((b, o) => writeAttr(b, writeAttr(b, o, NFQA_CFG_FLAGS, be(flags)), NFQA_CFG_MASK, be(flags)), 'set flags');
     } catch (e) {
@@ -130,7 +145,11 @@ export class NfQueue {
           else if (t === NFQA_UID) p.uid = b.readUInt32BE(s);
           else if (t === NFQA_GID) p.gid = b.readUInt32BE(s);
         });
-        if (p.id >= 0) out.push(p);
+        if (p.id >= 0) {
+          if (p.id > this.lastId + 1) this.unasked += p.id - this.lastId - 1; // (after 2^32 packets the ids wrap: no gap counted)
+          this.lastId = p.id;
+          out.push(p);
+        }
       }
       off += (len + 3) & ~3;
     }

@@ -239,6 +239,28 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.deepEqual([rows[0]!.action, rows[0]!.ruleId, rows[0]!.enforced, rows[0]!.path], ['block', 'port-9200', false, NODE]);
   });
 
+  test('packets that go by unasked while the agent is stalled are counted and said (fail-open lets them through)', async () => {
+    writeFileSync(catalog, rules());
+    await startAgent('open', ['--queue-buffer', '4096']); // a few packets fill it
+    const pid = agent!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // 60 connections at once: the queue's buffer holds a few, fail-open passes the rest unjudged
+      const burst = "let ok=0,n=0;for(let i=0;i<60;i++){const s=require('net').connect(80,'10.77.0.2',()=>{ok++;s.destroy();done()});s.on('error',done)}" +
+        "function done(){if(++n===60)finish()}function finish(){console.log(ok);process.exit(0)}setTimeout(finish,1500)";
+      const r = net.run([NODE, '-e', burst]);
+      assert.ok(Number(r.out) > 30, `most connections went through while the agent was stopped (${r.out.trim()})`);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // the next packet the agent reads shows the gap in the kernel's packet ids
+    allowed(curl('http://10.77.0.2/'));
+    assert.equal(await stopAgent(), 0);
+    await waitFor(() => /WARNING: \d+ packets of new connections went through unjudged and unrecorded \(fail-open\)/.test(agentLog), 'the warning');
+    const unasked = Number(/"unasked":(\d+)/.exec(agentLog)?.[1]);
+    assert.ok(unasked > 30, `counted in the agent's stats (${unasked})`);
+  });
+
   test('a big catalog: its compiled image is kept while the agent decides, and the next start enforces from it', async () => {
     // over the cache's 1 MiB floor: the rules above plus 12,000 rules for other programs
     const filler = Array.from({ length: 12_000 }, (_, i) => ({ id: `filler-${i}`, action: 'allow', application: `/opt/filler/app${i}`, endpoint: `h${i}.filler.example`, port: 443 }));
