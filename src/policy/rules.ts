@@ -51,6 +51,19 @@ export function verdictFor(rule: Rule, level: Level): Verdict {
 }
 
 const APP_ID = /^[A-Za-z0-9][A-Za-z0-9._@:+~-]*$/;
+/**
+ * An expiry is one instant on every machine of a fleet: a date (UTC midnight, as JavaScript reads
+ * it) or a time with its zone. A time without one would be each machine's local time, and
+ * Date.parse() also takes forms ("Jan 1 2027", "2027/01/01") whose reading depends on the engine.
+ */
+const EXPIRES = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+/** The date part names a real day: Date.parse() takes 2027-02-30 for March 2. */
+function isCalendarDate(s: string): boolean {
+  const [y, m, d] = [Number(s.slice(0, 4)), Number(s.slice(5, 7)), Number(s.slice(8, 10))];
+  const t = new Date(Date.UTC(y, m - 1, d));
+  return t.getUTCFullYear() === y && t.getUTCMonth() === m - 1 && t.getUTCDate() === d;
+}
 const HOST = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
 const NUMERIC_TLD = /(?:^|\.)[0-9]+$/;
 
@@ -231,8 +244,8 @@ export function compileRule(raw: unknown, index: number, cache?: AppCache): Pars
   if (typeof groups === 'string') fail('groups', groups);
   let expiresAt = Infinity;
   if (r.expires !== undefined) {
-    expiresAt = typeof r.expires === 'string' ? Date.parse(r.expires) : NaN;
-    if (Number.isNaN(expiresAt)) fail('expires', `malformed time ${JSON.stringify(r.expires)} (ISO 8601)`);
+    expiresAt = typeof r.expires === 'string' && EXPIRES.test(r.expires) && isCalendarDate(r.expires) ? Date.parse(r.expires) : NaN;
+    if (Number.isNaN(expiresAt)) fail('expires', `malformed time ${JSON.stringify(r.expires)} (ISO 8601 with its zone, such as 2027-01-01T00:00:00Z or 2027-01-01T09:00:00+09:00, or a date, taken as UTC)`);
   }
   if (r.note !== undefined && typeof r.note !== 'string') fail('note', 'must be a string');
   if (errors.length > 0) return errors;

@@ -31,6 +31,11 @@ test('each malformed field is named with the rule id', () => {
     [{ protocol: 'icmp' }, 'protocol: unknown protocol "icmp"'],
     [{ users: [] }, 'users: must be a non-empty list'],
     [{ expires: 'tomorrow' }, 'expires: malformed time "tomorrow"'],
+    // one instant on every machine: a time needs its zone, and engine-specific forms are refused
+    [{ expires: '2027-01-01T00:00:00' }, 'expires: malformed time "2027-01-01T00:00:00" (ISO 8601 with its zone'],
+    [{ expires: 'Jan 1 2027' }, 'expires: malformed time'],
+    [{ expires: '2027/01/01' }, 'expires: malformed time'],
+    [{ expires: '2027-02-30T00:00:00Z' }, 'expires: malformed time'],
     [{ acton: 'block' }, 'acton: unknown field'],
   ];
   for (const [bad, message] of cases) {
@@ -47,7 +52,8 @@ test('good rules of every kind validate', () => {
     { application: '*/Arc.app/' }, { endpoint: 'EXAMPLE.com.' }, { endpoint: '_dmarc.example.com' }, { endpoint: '*.co.uk' },
     { endpoint: '2001:db8::/32' }, { endpoint: '::1' }, { endpoint: '0.0.0.0/0' }, { endpoint: 'https://a.com/x' },
     { port: '443' }, { port: 'any' }, { port: '1-65535' }, { protocol: 'TCP' }, { groups: ['wheel'] },
-    { expires: '2030-01-01T00:00:00Z' }, { note: 'why' },
+    { expires: '2030-01-01T00:00:00Z' }, { expires: '2030-01-01' }, { expires: '2030-01-01T09:00+09:00' }, { expires: '2030-01-01T00:00:00.250-03:00' },
+    { note: 'why' },
   ];
   good.forEach((g, i) => assert.deepEqual(errorsOf([{ id: `g${i}`, action: 'allow', application: 'any', ...g }]), [], JSON.stringify(g)));
 });
