@@ -9,7 +9,8 @@
  * - its name is the catalog's content hash (so an edited catalog never meets an old image);
  * - its header names this build's compiler: a hash of the policy/ and catalog/ code, so a Tollgate
  *   whose rules mean something else never reads an image an older one wrote;
- * - its head and sections are in place (a short write is seen; writes are atomic anyway);
+ * - its head and sections are in place (a short write is seen; writes are atomic anyway), and the
+ *   sections match the SHA-256 in its head (a flipped bit in the index would change verdicts);
  * - the cache folder is the user's own and nobody else may write to it (an image is a policy: a
  *   folder others can write would let them choose root's firewall rules).
  * An image that cannot be read or does not agree is said (warn) and replaced.

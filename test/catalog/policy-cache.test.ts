@@ -74,6 +74,13 @@ test('a damaged image is said, compiled around and replaced', () => {
   assert.deepEqual([again.from, again.written], ['catalog', true]);
   assert.match(warnings.join('\n'), /policy image .* is damaged/);
   assert.equal(again.policy.decide(FLOWS[0]!, NOW).action, 'block');
+  // one flipped bit in the last section, just before the head: the checksum catches it
+  const whole = readFileSync(image);
+  const headLen = whole.readUInt32LE(whole.length - 4);
+  whole[whole.length - 4 - headLen - 3]! ^= 1;
+  writeFileSync(image, whole);
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'catalog');
+  assert.match(warnings.join('\n'), /do not match their checksum/);
   writeFileSync(image, 'not an image at all');
   assert.equal(loadPolicy(catalog, undefined, opts).from, 'catalog');
   assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
