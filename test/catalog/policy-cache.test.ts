@@ -157,3 +157,21 @@ test("a reload's image (keyed by the hash of the bytes its reader parsed) is the
   assert.equal(next.from, 'image');
   assert.equal(next.policy.decide(FLOWS[0]!, NOW).rule?.id, 'firefox-ads');
 });
+
+test('a head that names a section "__proto__…" makes a field, not a change to every object', () => {
+  const { catalog, dir, opts } = setup();
+  loadPolicy(catalog, undefined, opts);
+  const image = join(dir, images(dir)[0]!);
+  const bytes = readFileSync(image);
+  const headLen = bytes.readUInt32LE(bytes.length - 4);
+  const head = JSON.parse(bytes.subarray(bytes.length - 4 - headLen, bytes.length - 4).toString('utf8'));
+  head.sections['__proto__.polluted'] = head.sections.names;
+  const json = Buffer.from(JSON.stringify(head));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length);
+  writeFileSync(image, Buffer.concat([bytes.subarray(0, bytes.length - 4 - headLen), json, len]));
+  const again = loadPolicy(catalog, undefined, opts);
+  assert.equal(again.from, 'image');
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.equal(again.policy.decide(FLOWS[0]!, NOW).rule?.id, 'firefox-ads');
+});
