@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Policy, type Mode } from '../policy/index.js';
 import { readCatalogSync, readOrSay, type Catalog } from './file.js';
@@ -206,7 +206,7 @@ export class ImageJob {
       closeSync(fd);
       fd = -1;
       renameSync(tmp, this.file);
-      prune(this.file.slice(0, this.file.lastIndexOf('/')));
+      prune(dirname(this.file));
       return true;
     };
     try {
@@ -229,10 +229,10 @@ function touch(file: string): void {
   }
 }
 
+/** Keeps the KEEP most recently used images, and removes temporary files a killed writer left (older than an hour). */
 function prune(dir: string): void {
-  const images = readdirSync(dir)
-    .filter((f) => f.endsWith('.policy'))
-    .map((f) => ({ f, t: statSync(join(dir, f)).mtimeMs }))
-    .sort((a, b) => b.t - a.t);
+  const files = readdirSync(dir).map((f) => ({ f, t: statSync(join(dir, f)).mtimeMs }));
+  const images = files.filter((x) => x.f.endsWith('.policy')).sort((a, b) => b.t - a.t);
   for (const { f } of images.slice(KEEP)) unlinkSync(join(dir, f));
+  for (const { f, t } of files) if (f.endsWith('.tmp') && t < Date.now() - 3_600_000) unlinkSync(join(dir, f));
 }

@@ -126,7 +126,14 @@ test('the folder keeps the 8 most recently used images', () => {
     loadPolicy(catalog, undefined, opts);
     if (i === 0) first = images(dir)[0]!;
     else utimesSync(join(dir, first), new Date(), new Date(Date.now() + 60_000)); // the first stays the most recently used
+    if (i === 4) {
+      // what a writer killed mid-way leaves: gone once it is an hour old
+      writeFileSync(join(dir, 'x.policy.1.1.tmp'), 'partial');
+      utimesSync(join(dir, 'x.policy.1.1.tmp'), new Date(), new Date(Date.now() - 7_200_000));
+      writeFileSync(join(dir, 'y.policy.2.1.tmp'), 'a write under way');
+    }
   }
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), ['y.policy.2.1.tmp']);
   assert.equal(images(dir).length, 8);
   assert.ok(images(dir).includes(first));
   writeFileSync(catalog, serializeCatalog(RULES, { format: 'tollgate', encoding: 'json' }));
