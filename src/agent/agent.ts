@@ -3,9 +3,9 @@
  * to the kernel -> audit row. Every queued packet gets exactly one verdict, even when something
  * fails on the way (then the fail mode answers and the error is reported).
  */
-import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { CACHE_MIN_BYTES, ImageJob, defaultCacheDir, imageFile, loadPolicy as loadCompiledPolicy, readCatalogOffThread } from '../catalog/index.js';
+import { imageJobFor, loadPolicy as loadCompiledPolicy, readCatalogOffThread, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -125,10 +125,10 @@ export class Agent {
    * is then written in slices while the agent decides (keepImage), for the next start.
    */
   private async loadPolicy(sliced: boolean): Promise<void> {
-    const cacheDir = this.opts.cacheDir === undefined ? defaultCacheDir() : this.opts.cacheDir;
+    const cache = { dir: this.opts.cacheDir, warn: this.opts.log };
     if (!sliced) {
       const t = performance.now();
-      const { policy, from, job } = loadCompiledPolicy(this.opts.catalog, this.opts.mode, { dir: cacheDir, warn: this.opts.log, write: 'later' });
+      const { policy, from, job } = loadCompiledPolicy(this.opts.catalog, this.opts.mode, { ...cache, write: 'later' });
       this.policy = policy;
       this.mode = policy.mode;
       this.imageJob = job;
@@ -140,9 +140,7 @@ export class Agent {
     const mode = this.opts.mode ?? head.mode ?? 'passive-allow';
     this.policy = await Policy.compileSliced(rules, mode, 4, signal);
     this.mode = mode;
-    const size = statSync(this.opts.catalog, { throwIfNoEntry: false })?.size ?? 0; // only decides whether an image is worth it
-    const file = size >= CACHE_MIN_BYTES ? imageFile(cacheDir, sha256, this.opts.log) : null;
-    this.imageJob = file && !existsSync(file) ? new ImageJob(file, head, this.policy, this.opts.log) : undefined;
+    this.imageJob = imageJobFor(this.opts.catalog, sha256, head, this.policy, cache);
   }
 
   /** Writes the image of the policy just loaded, if it needs one, in slices; a newer load or stop() abandons it. */

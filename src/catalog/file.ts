@@ -104,16 +104,10 @@ export async function readCatalog(path: string): Promise<Catalog> {
   return parseCatalog(await readOrSay(path, () => readFile(path)), path);
 }
 
-/** readCatalog(), for a caller that has nothing else to do meanwhile (a start, a CLI command). */
-export function readCatalogSync(path: string): Catalog {
-  const text = readOrSay(path, () => readFileSync(path, 'utf8'));
-  if (!text.startsWith('bplist')) return parseCatalog(text, path);
-  return parseCatalog(readOrSay(path, () => readFileSync(path)), path);
-}
-
 /**
- * readCatalogSync() and the SHA-256 of exactly the bytes it parsed (the key of the catalog's
- * compiled-policy image: a hash of a second read could be of an edited file).
+ * readCatalog(), for a caller that has nothing else to do meanwhile (a start, a CLI command, the
+ * reload's worker), with the SHA-256 of exactly the bytes it parsed: the key of the catalog's
+ * compiled-policy image (a hash of a second read could be of an edited file).
  */
 export function readCatalogHashed(path: string): Catalog & { sha256: string } {
   let bytes: Buffer | null = readOrSay(path, () => readFileSync(path));

@@ -3,4 +3,4 @@ export * from './file.js';
 export { readCatalogOffThread } from './offthread.js';
 export { fromNuApp, fromNuAppLegacy, keyToApplication, nuAppUnsupported, toNuApp } from './nuapp.js';
 export { catalogStats, diffCatalogs, type AppDiff, type CatalogStats } from './review.js';
-export { CACHE_MIN_BYTES, ImageJob, compilerFingerprint, defaultCacheDir, hashFile, imageFile, loadPolicy, type CacheOptions, type LoadedPolicy } from './policy-cache.js';
+export { CACHE_MIN_BYTES, ImageJob, compilerFingerprint, defaultCacheDir, hashFile, imageJobFor, loadPolicy, type CacheOptions, type LoadedPolicy } from './policy-cache.js';

@@ -20,12 +20,12 @@
  * it decides (ImageJob), so neither a start nor a verdict waits for it. The file format: image-file.ts.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Policy, type Mode } from '../policy/index.js';
-import { readCatalogSync, readOrSay, type Catalog } from './file.js';
+import { Policy, runSliced, type Mode } from '../policy/index.js';
+import { readCatalogHashed, readOrSay, type Catalog } from './file.js';
 import { readHead, readIndex, writeSteps } from './image-file.js';
 
 const KEEP = 8; // images kept in the folder, most recently used first
@@ -95,28 +95,44 @@ export function hashFile(path: string): string {
  * never gets an image, so an image always stands for a valid catalog.
  */
 export function loadPolicy(path: string, mode: Mode | undefined, opts: CacheOptions = {}): LoadedPolicy {
-  const dir = opts.dir === undefined ? defaultCacheDir() : opts.dir;
-  const warn = opts.warn ?? ((m: string) => console.error(m));
-  let file = '';
-  if (dir !== null && readOrSay(path, () => statSync(path)).size >= (opts.minBytes ?? CACHE_MIN_BYTES) && safeDir(dir, warn)) {
-    file = imagePath(dir, readOrSay(path, () => hashFile(path)));
-    const hit = readImage(file, mode, warn);
+  const warn = opts.warn ?? defaultWarn;
+  const dir = cacheDirFor(path, opts, warn);
+  if (dir !== null) {
+    const hit = readImage(join(dir, readOrSay(path, () => hashFile(path)) + '.policy'), mode, warn);
     if (hit) return { ...hit, from: 'image', written: false };
   }
-  const { rules, ...catalog } = readCatalogSync(path);
+  // the image is named by the bytes compiled: the file may have been edited since it was hashed above
+  const { rules, sha256, ...catalog } = readCatalogHashed(path);
   const policy = Policy.compile(rules, mode ?? catalog.mode ?? 'passive-allow');
-  const job = file === '' ? undefined : new ImageJob(file, catalog, policy, warn);
+  const job = dir === null ? undefined : new ImageJob(join(dir, sha256 + '.policy'), catalog, policy, warn);
   if (opts.write === 'later') return { catalog, policy, from: 'catalog', written: false, ...(job ? { job } : {}) };
   return { catalog, policy, from: 'catalog', written: job?.writeNow() ?? false };
 }
 
-/** Where the image of a catalog whose bytes hash to `hash` lives; null when the folder cannot be used (said through `warn`). */
-export function imageFile(dir: string | null, hash: string, warn: (m: string) => void): string | null {
-  return dir !== null && safeDir(dir, warn) ? imagePath(dir, hash) : null;
+/**
+ * The writing of the image of `policy`, compiled from catalog bytes that hash to `sha256` (a reload's
+ * reader hashed them), when loadPolicy() would keep one and none is there yet; else undefined.
+ */
+export function imageJobFor(path: string, sha256: string, catalog: CatalogHead, policy: Policy, opts: CacheOptions = {}): ImageJob | undefined {
+  const warn = opts.warn ?? defaultWarn;
+  const dir = cacheDirFor(path, opts, warn);
+  const file = dir === null ? null : join(dir, sha256 + '.policy');
+  return file !== null && !existsSync(file) ? new ImageJob(file, catalog, policy, warn) : undefined;
 }
 
-function imagePath(dir: string, hash: string): string {
-  return join(dir, hash + '.policy');
+const defaultWarn = (m: string): void => console.error(m);
+
+/** The folder for the image of the catalog at `path`: null when the cache is off, the catalog small, or the folder unsafe (said through `warn`). */
+function cacheDirFor(path: string, opts: CacheOptions, warn: (m: string) => void): string | null {
+  const dir = opts.dir === undefined ? defaultCacheDir() : opts.dir;
+  if (dir === null) return null;
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // reading the catalog says what is wrong with it
+  }
+  return size >= (opts.minBytes ?? CACHE_MIN_BYTES) && safeDir(dir, warn) ? dir : null;
 }
 
 /** The folder exists (made if not), is ours and is writable by nobody else. */
@@ -176,15 +192,7 @@ export class ImageJob {
 
   /** In slices of `sliceMs`, with the event loop let run between them; `signal` abandons it (no file is left). */
   async write(sliceMs = 4, signal?: AbortSignal): Promise<boolean> {
-    return this.run(async (steps) => {
-      let start = performance.now();
-      while (!steps.next().done) {
-        if (performance.now() - start < sliceMs) continue;
-        await new Promise((resolve) => setImmediate(resolve));
-        signal?.throwIfAborted();
-        start = performance.now();
-      }
-    });
+    return this.run((steps) => runSliced(steps, sliceMs, signal));
   }
 
   private run(drive: (steps: Generator<void, void>) => void | Promise<void>): boolean | Promise<boolean> {

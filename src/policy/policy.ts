@@ -21,6 +21,7 @@ import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
 import { StringIndex } from './dict.js';
 import { IdTable } from './ids.js';
 import { Memo } from './memo.js';
+import { runSliced } from './sliced.js';
 import { PairTable, TAG } from './pairs.js';
 import { canonicalUrl, compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable, type TableImage } from './table.js';
@@ -170,10 +171,9 @@ export class Policy {
    */
   static restore(img: PolicyImage, mode: Mode, rules: RuleSource = new ImageRules(img.ruleText, img.ruleEnds)): Policy {
     const size = img.ruleEnds.length;
-    if (img.table.info.length !== size * 2 || img.appHas.length !== size + 1 || img.appAny.length !== size + 1 || img.apps.length > size + 1) {
+    if (rules.length !== size || img.table.info.length !== size * 2 || img.appHas.length !== size + 1 || img.appAny.length !== size + 1 || img.apps.length > size + 1) {
       throw new Error('policy image: sizes do not agree');
     }
-    if (rules.length !== size) throw new Error('policy image: sizes do not agree');
     const table = RuleTable.fromImage(img.table, rules);
     const p = new Policy(mode, size, { table, pairs: img.pairs, appHas: img.appHas, appAny: img.appAny });
     for (const a of img.apps) p.newApp(a.kind === 'any' ? { kind: 'any' } : { kind: a.kind, key: a.key });
@@ -201,18 +201,8 @@ export class Policy {
    * catalog while it keeps deciding with the rules it has (a 250,000-rule catalog is ~1 s of compile).
    * Rejects with InvalidRulesError as compile() throws, or with `signal`'s reason once it is aborted.
    */
-  static async compileSliced(rules: readonly unknown[], mode: Mode = 'passive-allow', sliceMs = 4, signal?: AbortSignal): Promise<Policy> {
-    const steps = Policy.steps(rules, mode);
-    let start = performance.now();
-    for (;;) {
-      const s = steps.next();
-      if (s.done) return s.value;
-      if (performance.now() - start >= sliceMs) {
-        await new Promise((resolve) => setImmediate(resolve));
-        signal?.throwIfAborted();
-        start = performance.now();
-      }
-    }
+  static compileSliced(rules: readonly unknown[], mode: Mode = 'passive-allow', sliceMs = 4, signal?: AbortSignal): Promise<Policy> {
+    return runSliced(Policy.steps(rules, mode), sliceMs, signal);
   }
 
   /** The compile, pausing (yield) after every STEP rules of each pass. */
