@@ -4,16 +4,16 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
-import { CatalogError, defaultCacheDir } from '../catalog/index.js';
+import { CatalogError } from '../catalog/index.js';
 import { InvalidRulesError, MODES, type Action, type Mode } from '../policy/index.js';
 import { AuditStore, type LogQuery } from '../store/audit.js';
-import { UsageError, int, mode, oneOf, when } from './usage.js';
+import { UsageError, cacheDir, cacheOptions, int, mode, oneOf, when, type CacheFlags } from './usage.js';
 
 const isRoot = process.getuid?.() === 0;
 /** Root's store is the system's; a user's (monitor mode) lives in their home. */
 const DEFAULT_DB = isRoot ? '/var/lib/tollgate/audit.db' : join(homedir(), '.local/state/tollgate/audit.db');
 
-interface AgentFlags {
+interface AgentFlags extends CacheFlags {
   catalog: string;
   mode?: Mode;
   failMode: 'open' | 'closed';
@@ -24,13 +24,11 @@ interface AgentFlags {
   askDefault: Action;
   verbose?: boolean;
   monitor?: boolean;
-  cache: boolean;
-  cacheDir?: string;
   queueBuffer?: number;
 }
 
 export function agentCommands(program: Command): void {
-  program
+  cacheOptions(program
     .command('agent')
     .description('intercept new outbound connections (NFQUEUE), decide them by the catalog, record every decision; needs root')
     .requiredOption('--catalog <file>', 'rules (any catalog format tollgate reads); reloaded on SIGHUP and when the file changes')
@@ -43,9 +41,7 @@ export function agentCommands(program: Command): void {
     .option('--ask-timeout <ms>', 'ask mode: how long a connection waits for an answer', int(1, 3_600_000), 30_000)
     .option('--ask-default <allow|block>', 'ask mode: the action when nobody answers', oneOf('allow', 'block'), 'block')
     .option('--monitor', 'observe connections and record what the verdict would be; block nothing (the default without root)')
-    .option('--verbose', 'print every decision')
-    .option('--cache-dir <dir>', `compiled-policy cache (default ${defaultCacheDir() ?? 'none'})`)
-    .option('--no-cache', 'compile the catalog at every start; keep no compiled image')
+    .option('--verbose', 'print every decision'))
     .action(async (o: AgentFlags) => {
       if (!isRoot && !o.monitor) {
         console.error('tollgate agent: not root, so nothing can be blocked: running in monitor mode (observe and record only). Run with sudo to enforce.');
@@ -61,7 +57,7 @@ export function agentCommands(program: Command): void {
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
         log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
-        onFatal: (e) => fatal?.(e), cacheDir: o.cache ? (o.cacheDir ?? defaultCacheDir()) : null,
+        onFatal: (e) => fatal?.(e), cacheDir: cacheDir(o),
         ...(o.queueBuffer ? { queueBuffer: o.queueBuffer } : {}),
       });
       try {

@@ -3,24 +3,13 @@
 import { Command } from 'commander';
 import { agentCommands } from './agent.js';
 import { catalogCommands } from './catalog.js';
-import { UsageError, int, mode, port } from './usage.js';
-import { CatalogError, defaultCacheDir, encodingFor, loadPolicy, writeCatalog, type LoadedPolicy } from '../catalog/index.js';
+import { UsageError, cacheDir, cacheOptions, int, mode, port, type CacheFlags } from './usage.js';
+import { CatalogError, encodingFor, loadPolicy, writeCatalog, type LoadedPolicy } from '../catalog/index.js';
 import { InvalidRulesError, MODES, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
-
-interface CacheFlags {
-  cache: boolean;
-  cacheDir?: string;
-}
 
 /** Through the compiled-policy cache: a big catalog compiles once (catalog/policy-cache.ts). */
 function load(file: string, m: Mode | undefined, o: CacheFlags): LoadedPolicy {
-  return loadPolicy(file, m, { dir: o.cache ? (o.cacheDir ?? defaultCacheDir()) : null });
-}
-
-function cacheOptions(c: Command): Command {
-  return c
-    .option('--cache-dir <dir>', `compiled-policy cache for catalogs of 1 MiB or more (default ${defaultCacheDir() ?? 'none'})`)
-    .option('--no-cache', 'compile the catalog; keep no compiled image');
+  return loadPolicy(file, m, { dir: cacheDir(o) });
 }
 
 const program = new Command('tollgate')

@@ -1,8 +1,26 @@
 /** Option parsers and the error for a mistake in how a command was called (one line, exit 1). */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { defaultCacheDir } from '../catalog/index.js';
 import { MODES, type Mode } from '../policy/index.js';
 
 export class UsageError extends Error {}
+
+export interface CacheFlags {
+  cache: boolean;
+  cacheDir?: string;
+}
+
+/** --cache-dir and --no-cache (catalog/policy-cache.ts), for the commands that load a catalog's policy. */
+export function cacheOptions(c: Command): Command {
+  return c
+    .option('--cache-dir <dir>', `compiled-policy cache for catalogs of 1 MiB or more (default ${defaultCacheDir() ?? 'none'})`)
+    .option('--no-cache', 'compile the catalog; keep no compiled image');
+}
+
+/** The cache folder the flags ask for: undefined for the default, null for none. */
+export function cacheDir(o: CacheFlags): string | null | undefined {
+  return o.cache ? o.cacheDir : null;
+}
 
 export function mode(v: string): Mode {
   if (!(MODES as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${MODES.join(', ')}`);
