@@ -18,7 +18,7 @@
  * a handful of hash lookups, never a scan over the rule list.
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
-import { StringIndex } from './dict.js';
+import { ByteDict, HASH_SEED, mix, step, utf8, type ByteDictImage } from './bytedict.js';
 import { IdTable } from './ids.js';
 import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
@@ -51,9 +51,11 @@ function hasBit(bits: Int32Array, n: number): boolean {
 }
 
 interface SubPath {
-  key: string;
+  key: Uint8Array; // UTF-8 of the sub-path, '/a/b'
   app: number;
 }
+
+const DICTS = ['byId', 'byPath', 'byPrefix', 'names', 'suffixes', 'keys6'] as const;
 
 /**
  * A compiled policy as plain data (strings, numbers, typed arrays): what Policy.restore() needs to
@@ -61,10 +63,10 @@ interface SubPath {
  * compiled-policy cache (catalog/policy-cache.ts) stores it; policy/ itself does no I/O.
  */
 export interface PolicyImage {
-  apps: { kind: AppMatch['kind']; key: string }[]; // in number order
-  names: string[]; // host and URL-host numbers' strings, in number order
-  suffixes: string[];
-  keys6: string[];
+  dicts: Record<(typeof DICTS)[number], ByteDictImage>;
+  subpaths: { key: string; app: number }[];
+  apps: Int32Array; // [application count, number of `any` or NONE]
+  lens: { prefix: Int32Array; subFirst: Int32Array; wild: Int32Array };
   cidrLens: { app: number; v: 4 | 6; lens: number[] }[];
   appHas: Uint8Array;
   appAny: Int32Array;
@@ -87,14 +89,14 @@ export interface PolicyStats {
 export class Policy {
   private readonly table: RuleTable;
   private readonly pairs: PairTable;
-  private readonly apps: AppMatch[] = []; // by number, for an image
-  // application keys -> application numbers
-  private readonly byId = new StringIndex();
-  private readonly byPath = new StringIndex();
-  private readonly byPrefix = new Map<string, number>(); // looked up by slices of the path: fresh strings, see dict.ts
-  private readonly prefixLens = new Int32Array(PATH_MAX / 32);
-  private readonly subByFirst = new Map<string, SubPath[]>();
-  private readonly subFirstLens = new Int32Array(PATH_MAX / 32); // first-component lengths present: skip slicing others
+  // application keys -> application numbers (byte lengths in the bit sets: UTF-8, as the dictionaries key)
+  private readonly byId: ByteDict;
+  private readonly byPath: ByteDict;
+  private readonly byPrefix: ByteDict;
+  private readonly prefixLens: Int32Array;
+  private readonly subFirst: ByteDict; // a sub-path's first component -> its list in subLists
+  private readonly subLists: SubPath[][] = [];
+  private readonly subFirstLens: Int32Array; // first-component lengths present: skip hashing others
   private anyApp = NONE;
   private appCount = 0;
   private readonly appHas: Uint8Array; // HAS bits per application
@@ -102,10 +104,10 @@ export class Policy {
   private readonly cidr4Lens = new Map<number, number[]>(); // per application, longest first
   private readonly cidr6Lens = new Map<number, number[]>();
   // destination strings -> destination numbers
-  private readonly names = new StringIndex(); // hosts, URL hosts
-  private readonly suffixes = new Map<string, number>(); // wildcard suffixes: looked up by slices of the names
-  private readonly wildLens = new Int32Array(8); // suffix lengths present (names are at most 253 characters)
-  private readonly keys6 = new StringIndex(); // IPv6 addresses and networks
+  private readonly names: ByteDict; // hosts, URL hosts
+  private readonly suffixes: ByteDict; // wildcard suffixes, hashed last byte first: looked up by a walk from the name's end
+  private readonly wildLens: Int32Array; // suffix lengths present (names are at most 253 characters)
+  private readonly keys6: ByteDict; // IPv6 addresses and networks
   private defaultVerdict: Verdict;
 
   // The flow's destination, resolved at most once per decide() (decide is synchronous, so instance state is safe).
@@ -131,12 +133,28 @@ export class Policy {
   private ip4 = -1;
   private ip6: readonly number[] | null = null;
 
-  private constructor(readonly mode: Mode, size: number, img?: { table: RuleTable; pairs: Int32Array; appHas: Uint8Array; appAny: Int32Array }) {
+  private constructor(readonly mode: Mode, size: number, table?: RuleTable, img?: IndexImage) {
     this.defaultVerdict = defaultVerdict(mode);
-    this.table = img?.table ?? new RuleTable(size);
+    this.table = table ?? new RuleTable(size);
     this.pairs = new PairTable(size, img?.pairs);
     this.appHas = img?.appHas ?? new Uint8Array(size + 1);
     this.appAny = img?.appAny ?? new Int32Array(size + 1).fill(NONE);
+    const d = img?.dicts;
+    this.byId = new ByteDict(false, d?.byId);
+    this.byPath = new ByteDict(false, d?.byPath);
+    this.byPrefix = new ByteDict(false, d?.byPrefix);
+    this.subFirst = new ByteDict();
+    this.names = new ByteDict(false, d?.names);
+    this.suffixes = new ByteDict(true, d?.suffixes);
+    this.keys6 = new ByteDict(false, d?.keys6);
+    this.prefixLens = img?.lens.prefix ?? new Int32Array(PATH_MAX / 32);
+    this.subFirstLens = img?.lens.subFirst ?? new Int32Array(PATH_MAX / 32);
+    this.wildLens = img?.lens.wild ?? new Int32Array(8);
+    if (img) {
+      this.appCount = img.apps[0]!;
+      this.anyApp = img.apps[1]!;
+      for (const sp of img.subpaths) this.addSubPath(sp.key, sp.app);
+    }
   }
 
   /** The policy as plain data, for Policy.restore(). */
@@ -150,11 +168,14 @@ export class Policy {
     const cidrLens: PolicyImage['cidrLens'] = [];
     for (const [app, lens] of this.cidr4Lens) cidrLens.push({ app, v: 4, lens });
     for (const [app, lens] of this.cidr6Lens) cidrLens.push({ app, v: 6, lens });
+    const dicts = Object.fromEntries(DICTS.map((k) => [k, this[k].image()])) as PolicyImage['dicts'];
+    const decoder = new TextDecoder();
+    const subpaths = this.subLists.flat().map((sp) => ({ key: decoder.decode(sp.key), app: sp.app }));
     return {
-      apps: this.apps.map((a) => ({ kind: a.kind, key: a.kind === 'any' ? '' : a.key })),
-      names: this.names.keysByNumber() as string[],
-      suffixes: [...this.suffixes.keys()],
-      keys6: this.keys6.keysByNumber() as string[],
+      dicts,
+      subpaths,
+      apps: Int32Array.of(this.appCount, this.anyApp),
+      lens: { prefix: this.prefixLens, subFirst: this.subFirstLens, wild: this.wildLens },
       cidrLens,
       appHas: this.appHas,
       appAny: this.appAny,
@@ -171,18 +192,11 @@ export class Policy {
    */
   static restore(img: PolicyImage, mode: Mode, rules: RuleSource = new ImageRules(img.ruleText, img.ruleEnds)): Policy {
     const size = img.ruleEnds.length;
-    if (rules.length !== size || img.table.info.length !== size * 2 || img.appHas.length !== size + 1 || img.appAny.length !== size + 1 || img.apps.length > size + 1) {
+    if (rules.length !== size || img.table.info.length !== size * 2 || img.appHas.length !== size + 1 || img.appAny.length !== size + 1 || img.apps.length !== 2 || img.apps[0]! > size + 1) {
       throw new Error('policy image: sizes do not agree');
     }
     const table = RuleTable.fromImage(img.table, rules);
-    const p = new Policy(mode, size, { table, pairs: img.pairs, appHas: img.appHas, appAny: img.appAny });
-    for (const a of img.apps) p.newApp(a.kind === 'any' ? { kind: 'any' } : { kind: a.kind, key: a.key });
-    for (const n of img.names) p.names.intern(n);
-    for (const sfx of img.suffixes) {
-      setBit(p.wildLens, sfx.length);
-      intern(p.suffixes, sfx);
-    }
-    for (const k of img.keys6) p.keys6.intern(k);
+    const p = new Policy(mode, size, table, img);
     for (const c of img.cidrLens) (c.v === 4 ? p.cidr4Lens : p.cidr6Lens).set(c.app, c.lens);
     return p;
   }
@@ -294,7 +308,7 @@ export class Policy {
     a = this.pathMemo.get(path);
     if (a === undefined) this.pathMemo.set(path, (a = this.byPath.get(path)));
     if (a !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
-    if (this.byPrefix.size > 0 || this.subByFirst.size > 0) {
+    if (this.byPrefix.size > 0 || this.subLists.length > 0) {
       let p = this.prefixMemo.get(path);
       if (p === undefined) this.prefixMemo.set(path, (p = this.prefixApps(path)));
       if (typeof p === 'number') {
@@ -308,25 +322,29 @@ export class Policy {
   /** Numbers a new application and indexes its key. */
   private newApp(a: AppMatch): number {
     const n = this.appCount++;
-    this.apps.push(a);
     switch (a.kind) {
       case 'any': this.anyApp = n; break;
       case 'id': this.byId.set(a.key, n); break;
       case 'path': this.byPath.set(a.key, n); break;
-      case 'prefix':
-        if (a.key.length < PATH_MAX) setBit(this.prefixLens, a.key.length);
+      case 'prefix': {
+        const len = utf8(a.key).length;
+        if (len < PATH_MAX) setBit(this.prefixLens, len);
         this.byPrefix.set(a.key, n);
         break;
-      case 'subpath': {
-        const first = a.key.slice(1).split('/')[0]!;
-        if (first.length < PATH_MAX) setBit(this.subFirstLens, first.length);
-        const list = this.subByFirst.get(first) ?? [];
-        this.subByFirst.set(first, list);
-        list.push({ key: a.key, app: n });
-        break;
       }
+      case 'subpath': this.addSubPath(a.key, n); break;
     }
     return n;
+  }
+
+  private addSubPath(key: string, app: number): void {
+    const first = key.slice(1).split('/')[0]!;
+    const len = utf8(first).length;
+    if (len < PATH_MAX) setBit(this.subFirstLens, len);
+    const k = this.subFirst.get(first);
+    if (k < 0) this.subFirst.set(first, this.subLists.length);
+    const { bytes, length } = utf8(key);
+    (k < 0 ? this.subLists[this.subLists.push([]) - 1]! : this.subLists[k]!).push({ key: bytes.slice(0, length), app });
   }
 
   private add(app: number, c: ParsedRule, i: number): void {
@@ -343,8 +361,8 @@ export class Policy {
       case 'url': put(HAS.url, TAG.url, this.names.intern(e.host)); break;
       case 'host': put(HAS.host, TAG.host, this.names.intern(e.host)); break;
       case 'wildcard':
-        setBit(this.wildLens, e.suffix.length);
-        put(HAS.wildcard, TAG.wild, intern(this.suffixes, e.suffix));
+        setBit(this.wildLens, utf8(e.suffix).length);
+        put(HAS.wildcard, TAG.wild, this.suffixes.intern(e.suffix));
         break;
       case 'ip':
         if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
@@ -361,39 +379,39 @@ export class Policy {
     }
   }
 
-  /** Prefix and sub-path level: the candidates, ordered by how deep into the path their match reaches. */
+  /**
+   * Prefix and sub-path level: the candidates, ordered by how deep into the path their match reaches
+   * (on equal depth the longer pattern, then prefix before sub-path). One walk over the path's bytes
+   * carries the hash of the prefix so far: a prefix is probed at each '/' with no slice made.
+   */
   private prefixApps(path: string): Apps {
-    let apps: Apps = NONE;
-    if (this.subByFirst.size === 0) {
-      // fast path: prefixes only, longest first
-      for (let i = path.lastIndexOf('/'); i >= 0; i = i === 0 ? -1 : path.lastIndexOf('/', i - 1)) {
-        if (!hasBit(this.prefixLens, i + 1)) continue;
-        const a = this.byPrefix.get(path.slice(0, i + 1));
-        if (a !== undefined) apps = add(apps, a);
-      }
-      return apps;
-    }
-    // [end of match, length, prefix?, application]; made only when something matches
-    let cands: [number, number, number, number][] | null = null;
-    for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) {
+    const { bytes: b, length: n } = utf8(path);
+    let cands: [number, number, number, number][] | null = null; // [end of match, length, prefix?, application]
+    const subs = this.subLists.length > 0;
+    let h = HASH_SEED;
+    for (let i = 0; i < n; i++) {
+      const c = b[i]!;
+      h = step(h, c);
+      if (c !== 47) continue;
       if (hasBit(this.prefixLens, i + 1)) {
-        const a = this.byPrefix.get(path.slice(0, i + 1));
-        if (a !== undefined) (cands ??= []).push([i, i + 1, 1, a]);
+        const a = this.byPrefix.find(b, 0, i + 1, mix(h));
+        if (a >= 0) (cands ??= []).push([i, i + 1, 1, a]);
       }
-      const next = path.indexOf('/', i + 1);
-      const end = next < 0 ? path.length : next;
-      if (!hasBit(this.subFirstLens, end - i - 1)) continue;
-      const subs = this.subByFirst.get(path.slice(i + 1, end));
       if (!subs) continue;
-      for (const s of subs) {
-        const e = i + s.key.length;
-        if (path.startsWith(s.key, i) && (e === path.length || path.charCodeAt(e) === 47)) (cands ??= []).push([e, s.key.length, 0, s.app]);
+      let end = i + 1;
+      while (end < n && b[end] !== 47) end++;
+      if (!hasBit(this.subFirstLens, end - i - 1)) continue;
+      const k = this.subFirst.find(b, i + 1, end, this.subFirst.hash(b, i + 1, end));
+      if (k < 0) continue;
+      for (const sp of this.subLists[k]!) {
+        const e = i + sp.key.length;
+        if (e <= n && (e === n || b[e] === 47) && bytesAt(b, i, sp.key)) (cands ??= []).push([e, sp.key.length, 0, sp.app]);
       }
     }
-    if (cands === null) return apps;
+    if (cands === null) return NONE;
+    if (cands.length === 1) return cands[0]![3];
     cands.sort((x, y) => y[0] - x[0] || y[1] - x[1] || y[2] - x[2]);
-    for (const c of cands) apps = add(apps, c[3]);
-    return apps;
+    return cands.map((c) => c[3]);
   }
 
   /** The best applicable rule of one application, visiting endpoint classes most specific first. */
@@ -441,15 +459,24 @@ export class Policy {
     return (this.suffixIds = ids);
   }
 
-  /** The numbers of a host name's suffixes that wildcard rules name, longest first. */
+  /**
+   * The numbers of a host name's suffixes that wildcard rules name, longest first. A walk from the
+   * name's end carries the suffix's hash (the suffix dictionary hashes last byte first): each '.'
+   * probes the suffix after it, with no slice made.
+   */
   private wildOf(h: string): Apps {
-    let ids: Apps = NONE;
-    for (let d = h.indexOf('.'); d >= 0; d = h.indexOf('.', d + 1)) {
-      if (!hasBit(this.wildLens, h.length - d - 1)) continue;
-      const id = this.suffixes.get(h.slice(d + 1));
-      if (id !== undefined) ids = add(ids, id);
+    const { bytes: b, length: n } = utf8(h);
+    let ids: Apps = NONE; // shortest first, reversed at the end
+    let x = HASH_SEED;
+    for (let i = n - 1; i >= 0; i--) {
+      const c = b[i]!;
+      if (c === 46 && hasBit(this.wildLens, n - i - 1)) {
+        const id = this.suffixes.find(b, i + 1, n, mix(x));
+        if (id >= 0) ids = add(ids, id);
+      }
+      x = step(x, c);
     }
-    return ids;
+    return typeof ids === 'number' ? ids : [...ids].reverse();
   }
 
   private matchUrl(app: number, flow: Flow, now: number): number {
@@ -535,10 +562,10 @@ class AppNumbers implements AppCache {
   }
 }
 
-function intern(map: Map<string, number>, key: string): number {
-  let n = map.get(key);
-  if (n === undefined) map.set(key, (n = map.size));
-  return n;
+/** b holds `key` at position `at`. */
+function bytesAt(b: Uint8Array, at: number, key: Uint8Array): boolean {
+  for (let k = 0; k < key.length; k++) if (b[at + k] !== key[k]) return false;
+  return true;
 }
 
 /**

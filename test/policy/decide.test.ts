@@ -153,6 +153,26 @@ describe('application levels', () => {
     assert.equal(decide(r, flow({ path: '/Applications/Other.app/o' }, 'x.com')).rule?.id, 'apps');
   });
 
+  test('paths with non-ASCII characters match as their characters say, compiled and restored', () => {
+    // the index keys UTF-8 bytes: "ü" is one character and two bytes, so lengths differ from the string's
+    const r = [
+      rule({ id: 'home', action: 'block', application: '/home/jürgen/' }),
+      rule({ id: 'tool', action: 'allow', application: '/home/jürgen/bin/wörk' }),
+      rule({ id: 'books', action: 'allow', application: '*/Bücher.app' }),
+      rule({ id: 'deep', action: 'block', application: '/home/jürgen/Bücher.app/Contents/' }),
+    ];
+    const compiled = Policy.compile(r);
+    for (const p of [compiled, Policy.restore(compiled.image(), 'passive-allow')]) {
+      assert.equal(p.decide(flow({ path: '/home/jürgen/bin/wörk' }, 'x.com')).rule?.id, 'tool');
+      assert.equal(p.decide(flow({ path: '/home/jürgen/bin/other' }, 'x.com')).rule?.id, 'home');
+      assert.equal(p.decide(flow({ path: '/home/jurgen/bin/other' }, 'x.com')).action, 'allow');
+      assert.equal(p.decide(flow({ path: '/opt/Bücher.app/b' }, 'x.com')).rule?.id, 'books');
+      assert.equal(p.decide(flow({ path: '/opt/Bücher.apps/b' }, 'x.com')).rule, undefined);
+      assert.equal(p.decide(flow({ path: '/home/jürgen/Bücher.app/Contents/x' }, 'x.com')).rule?.id, 'deep');
+      assert.equal(p.decide(flow({ path: '/home/jürgen/Bücher.app/Resources/x' }, 'x.com')).rule?.id, 'books');
+    }
+  });
+
   test('a prefix does not match the directory itself nor siblings sharing its name', () => {
     const r = [rule({ id: 'p', action: 'block', application: '/usr/lib/firefox/' })];
     assert.equal(decide(r, flow({ path: '/usr/lib/firefox-esr/firefox' }, 'x.com')).action, 'allow');

@@ -1,0 +1,231 @@
+/**
+ * String -> number over the strings' UTF-8 bytes: the index's dictionaries (application keys, host
+ * names, wildcard suffixes, IPv6 keys). Keys live in one byte arena; slots in one Int32Array, four
+ * ints a slot: hash, key start, key length + 1 (0 = empty), value.
+ *
+ * Written by hand, in place of V8 dictionaries, because no library has it and it is the hot path:
+ * - the index is then typed arrays only, so a policy image is restored without one string made or
+ *   hashed (a dictionary object of 167,000 names took ~100-150 ms to rebuild);
+ * - a catalog read as bytes (catalog/fast-reader.ts) indexes its keys with no string made per key;
+ * - a path's prefixes and a name's suffixes are looked up with a hash carried along the walk, where
+ *   a dictionary needed a fresh slice of the string for each, hashed and interned.
+ * A JS string is looked up by its UTF-8 bytes (utf8() below). A lone surrogate, which UTF-8 cannot
+ * hold, becomes U+FFFD in both a rule's key and a flow's string.
+ */
+
+const SEED = 0x811c9dc5;
+
+/** FNV-1a, one byte: a hash grows by step() along a walk, then mix() makes it a slot hash. */
+export function step(h: number, c: number): number {
+  return Math.imul(h ^ c, 0x01000193);
+}
+
+/** The final mix, so that the low bits (the slot) depend on every byte. */
+export function mix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  return h ^ (h >>> 13);
+}
+
+export const HASH_SEED = SEED;
+
+/** Hash of b[s..e), first byte to last (`reversed`: last to first, for suffix walks). */
+export function hashBytes(b: Uint8Array, s: number, e: number, reversed = false): number {
+  let h = SEED;
+  if (reversed) for (let i = e - 1; i >= s; i--) h = step(h, b[i]!);
+  else for (let i = s; i < e; i++) h = step(h, b[i]!);
+  return mix(h);
+}
+
+let scratch = new Uint8Array(4096);
+const encoder = new TextEncoder();
+
+/**
+ * A string's UTF-8 bytes in a shared scratch buffer, valid until the next call: the bytes and their
+ * length. ASCII is copied by a loop (a call to TextEncoder costs more than a short name's loop).
+ */
+export function utf8(s: string): { bytes: Uint8Array; length: number } {
+  if (scratch.length < s.length * 3) scratch = new Uint8Array(s.length * 3);
+  const b = scratch;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return { bytes: b, length: encoder.encodeInto(s, b).written };
+    b[i] = c;
+  }
+  return { bytes: b, length: s.length };
+}
+
+/** A ByteDict in plain data: what an image stores. */
+export interface ByteDictImage {
+  slots: Int32Array;
+  arena: Uint8Array;
+  size: Int32Array; // [count, reversed ? 1 : 0]
+}
+
+export class ByteDict {
+  private slots: Int32Array;
+  private mask: number;
+  private arena: Uint8Array;
+  private used = 0;
+  private n = 0;
+  private readonly frozen: boolean;
+
+  /** `reversed`: keys are hashed last byte first (looked up by suffix walks). */
+  constructor(readonly reversed = false, img?: ByteDictImage) {
+    if (img) {
+      if ((img.slots.length & (img.slots.length - 1)) !== 0 || img.slots.length < 64 || img.size.length !== 2) throw new Error('ByteDict: a malformed image');
+      this.slots = img.slots;
+      this.arena = img.arena;
+      this.used = img.arena.length;
+      this.n = img.size[0]!;
+      this.reversed = img.size[1] === 1;
+      this.frozen = true;
+    } else {
+      this.slots = new Int32Array(16 * 4);
+      this.arena = new Uint8Array(1024);
+      this.frozen = false;
+    }
+    this.mask = this.slots.length / 4 - 1;
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  image(): ByteDictImage {
+    return { slots: this.slots, arena: this.arena.subarray(0, this.used), size: Int32Array.of(this.n, this.reversed ? 1 : 0) };
+  }
+
+  /** The hash this dictionary gives b[s..e). */
+  hash(b: Uint8Array, s: number, e: number): number {
+    return hashBytes(b, s, e, this.reversed);
+  }
+
+  /** The value of key b[s..e), whose hash (this.hash) is `h`, or -1. */
+  find(b: Uint8Array, s: number, e: number, h: number): number {
+    const t = this.slots;
+    const len1 = e - s + 1;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const o = i * 4;
+      const l = t[o + 2]!;
+      if (l === 0) return -1;
+      if (l === len1 && t[o] === h && this.same(t[o + 1]!, b, s, len1 - 1)) return t[o + 3]!;
+    }
+  }
+
+  /** The value of key b[s..e), or, when it is new, `value` (stored for it). */
+  put(b: Uint8Array, s: number, e: number, h: number, value: number, replace = false): number {
+    if (this.frozen) throw new Error('ByteDict: an image is read-only');
+    const t = this.slots;
+    const len = e - s;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const o = i * 4;
+      const l = t[o + 2]!;
+      if (l === 0) {
+        t[o] = h;
+        t[o + 1] = this.store(b, s, len);
+        t[o + 2] = len + 1;
+        t[o + 3] = value;
+        if (++this.n * 2 > this.mask + 1) this.grow(); // at most half full: short probe runs
+        return value;
+      }
+      if (l === len + 1 && t[o] === h && this.same(t[o + 1]!, b, s, len)) {
+        if (replace) t[o + 3] = value;
+        return replace ? value : t[o + 3]!;
+      }
+    }
+  }
+
+  /** The number of `k`, numbered in order of first use. */
+  intern(k: string): number {
+    const { bytes, length } = utf8(k);
+    return this.put(bytes, 0, length, this.hash(bytes, 0, length), this.n);
+  }
+
+  /** intern() of bytes. */
+  internBytes(b: Uint8Array, s: number, e: number, h: number): number {
+    return this.put(b, s, e, h, this.n);
+  }
+
+  set(k: string, v: number): void {
+    const { bytes, length } = utf8(k);
+    this.put(bytes, 0, length, this.hash(bytes, 0, length), v, true);
+  }
+
+  /** The value of `k`, or -1. An ASCII string is hashed and compared as it is, without a copy to bytes. */
+  get(k: string): number {
+    let h = SEED;
+    let any = 0; // every unit OR-ed: > 127 when the string is not ASCII
+    const len = k.length;
+    if (this.reversed) {
+      for (let i = len - 1; i >= 0; i--) {
+        const c = k.charCodeAt(i);
+        any |= c;
+        h = step(h, c);
+      }
+    } else {
+      for (let i = 0; i < len; i++) {
+        const c = k.charCodeAt(i);
+        any |= c;
+        h = step(h, c);
+      }
+    }
+    if (any > 127) {
+      const { bytes, length } = utf8(k);
+      return this.find(bytes, 0, length, this.hash(bytes, 0, length));
+    }
+    h = mix(h);
+    const t = this.slots;
+    const a = this.arena;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const o = i * 4;
+      const l = t[o + 2]!;
+      if (l === 0) return -1;
+      if (l === len + 1 && t[o] === h) {
+        let at = t[o + 1]!;
+        let k2 = 0;
+        while (k2 < len && a[at++] === k.charCodeAt(k2)) k2++;
+        if (k2 === len) return t[o + 3]!;
+      }
+    }
+  }
+
+  /** Every key with its value (for small dictionaries: the sub-path lists' first components). */
+  *entries(): Generator<[Uint8Array, number]> {
+    const t = this.slots;
+    for (let o = 0; o < t.length; o += 4) if (t[o + 2] !== 0) yield [this.arena.subarray(t[o + 1], t[o + 1]! + t[o + 2]! - 1), t[o + 3]!];
+  }
+
+  private same(at: number, b: Uint8Array, s: number, len: number): boolean {
+    const a = this.arena;
+    for (let k = 0; k < len; k++) if (a[at + k] !== b[s + k]) return false;
+    return true;
+  }
+
+  private store(b: Uint8Array, s: number, len: number): number {
+    if (this.used + len > this.arena.length) {
+      const bigger = new Uint8Array(Math.max(this.arena.length * 2, this.used + len));
+      bigger.set(this.arena.subarray(0, this.used));
+      this.arena = bigger;
+    }
+    const a = this.arena;
+    const at = this.used;
+    for (let k = 0; k < len; k++) a[at + k] = b[s + k]!; // keys are short: a loop beats a subarray and set()
+    this.used += len;
+    return at;
+  }
+
+  private grow(): void {
+    const old = this.slots;
+    const t = new Int32Array(old.length * 2);
+    const mask = t.length / 4 - 1;
+    for (let o = 0; o < old.length; o += 4) {
+      if (old[o + 2] === 0) continue;
+      let i = old[o]! & mask;
+      while (t[i * 4 + 2] !== 0) i = (i + 1) & mask;
+      t.set(old.subarray(o, o + 4), i * 4);
+    }
+    this.slots = t;
+    this.mask = mask;
+  }
+}
