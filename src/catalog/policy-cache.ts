@@ -25,7 +25,8 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Policy, runSliced, type Mode } from '../policy/index.js';
-import { readCatalogHashed, readOrSay, type Catalog } from './file.js';
+import { readOrSay, type Catalog } from './file.js';
+import { readCatalogToCompile } from './fast-reader.js';
 import { readHead, readIndex, writeSteps } from './image-file.js';
 
 const KEEP = 8; // images kept in the folder, most recently used first
@@ -102,7 +103,7 @@ export function loadPolicy(path: string, mode: Mode | undefined, opts: CacheOpti
     if (hit) return { ...hit, from: 'image', written: false };
   }
   // the image is named by the bytes compiled: the file may have been edited since it was hashed above
-  const { rules, sha256, ...catalog } = readCatalogHashed(path);
+  const { rules, sha256, ...catalog } = readCatalogToCompile(path);
   const policy = Policy.compile(rules, mode ?? catalog.mode ?? 'passive-allow');
   const job = dir === null ? undefined : new ImageJob(join(dir, sha256 + '.policy'), catalog, policy, warn);
   if (opts.write === 'later') return { catalog, policy, from: 'catalog', written: false, ...(job ? { job } : {}) };

@@ -70,8 +70,8 @@ export class ByteDict {
   private n = 0;
   private readonly frozen: boolean;
 
-  /** `reversed`: keys are hashed last byte first (looked up by suffix walks). */
-  constructor(readonly reversed = false, img?: ByteDictImage) {
+  /** `reversed`: keys are hashed last byte first (looked up by suffix walks); `expected`: keys to make room for at once. */
+  constructor(readonly reversed = false, img?: ByteDictImage, expected = 8) {
     if (img) {
       if ((img.slots.length & (img.slots.length - 1)) !== 0 || img.slots.length < 64 || img.size.length !== 2) throw new Error('ByteDict: a malformed image');
       this.slots = img.slots;
@@ -81,7 +81,9 @@ export class ByteDict {
       this.reversed = img.size[1] === 1;
       this.frozen = true;
     } else {
-      this.slots = new Int32Array(16 * 4);
+      let cap = 16;
+      while (cap < expected * 2) cap *= 2;
+      this.slots = new Int32Array(cap * 4);
       this.arena = new Uint8Array(1024);
       this.frozen = false;
     }
@@ -142,9 +144,9 @@ export class ByteDict {
     return this.put(bytes, 0, length, this.hash(bytes, 0, length), this.n);
   }
 
-  /** intern() of bytes. */
-  internBytes(b: Uint8Array, s: number, e: number, h: number): number {
-    return this.put(b, s, e, h, this.n);
+  /** intern() of bytes b[s..e). */
+  internBytes(b: Uint8Array, s: number, e: number): number {
+    return this.put(b, s, e, this.hash(b, s, e), this.n);
   }
 
   set(k: string, v: number): void {
@@ -223,7 +225,10 @@ export class ByteDict {
       if (old[o + 2] === 0) continue;
       let i = old[o]! & mask;
       while (t[i * 4 + 2] !== 0) i = (i + 1) & mask;
-      t.set(old.subarray(o, o + 4), i * 4);
+      t[i * 4] = old[o]!;
+      t[i * 4 + 1] = old[o + 1]!;
+      t[i * 4 + 2] = old[o + 2]!;
+      t[i * 4 + 3] = old[o + 3]!;
     }
     this.slots = t;
     this.mask = mask;

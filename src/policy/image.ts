@@ -15,7 +15,7 @@ export function ruleFromBytes(b: Uint8Array): Rule {
 export class ImageRules {
   private readonly made = new Map<number, Rule>(); // a rule is one object however often it is asked for
 
-  constructor(private readonly text: Uint8Array, private readonly ends: Int32Array) {}
+  constructor(private readonly bytes: Uint8Array, private readonly ends: Int32Array) {}
 
   get length(): number {
     return this.ends.length;
@@ -24,7 +24,7 @@ export class ImageRules {
   get(i: number): Rule {
     let r = this.made.get(i);
     if (r === undefined) {
-      r = ruleFromBytes(this.text.subarray(i === 0 ? 0 : this.ends[i - 1], this.ends[i]));
+      r = ruleFromBytes(this.bytes.subarray(i === 0 ? 0 : this.ends[i - 1], this.ends[i]));
       this.made.set(i, r);
     }
     return r;
@@ -55,13 +55,18 @@ export class RuleEncoder {
     let out = new Uint8Array(64 * 1024);
     let n = 0;
     for (; this.next < end; this.next++) {
-      const json = JSON.stringify(this.rules.get(this.next));
-      if (out.length - n < json.length * 3) { // UTF-8 takes at most 3 bytes per UTF-16 unit
-        const bigger = new Uint8Array(Math.max(out.length * 2, n + json.length * 3));
+      const bytes = this.rules.text?.(this.next) ?? null;
+      const json = bytes ? '' : JSON.stringify(this.rules.get(this.next));
+      const most = bytes ? bytes.length : json.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
+      if (out.length - n < most) {
+        const bigger = new Uint8Array(Math.max(out.length * 2, n + most));
         bigger.set(out.subarray(0, n));
         out = bigger;
       }
-      n += this.encoder.encodeInto(json, out.subarray(n)).written;
+      if (bytes) {
+        out.set(bytes, n);
+        n += bytes.length;
+      } else n += this.encoder.encodeInto(json, out.subarray(n)).written;
       this.ends[this.next] = this.total + n;
     }
     this.total += n;

@@ -19,14 +19,13 @@
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
 import { ByteDict, HASH_SEED, mix, step, utf8, type ByteDictImage } from './bytedict.js';
-import { IdTable } from './ids.js';
 import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
 import { PairTable, TAG } from './pairs.js';
 import { canonicalUrl, compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable, type TableImage } from './table.js';
 import { ImageRules, encodeRules } from './image.js';
-import { InvalidRulesError, type Flow, type RuleSource, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
+import { InvalidRulesError, type Flow, type RuleInput, type RuleSource, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
 
 // Which destination classes an application has rules for: decide() probes only those.
 const HAS = { url: 1, host: 2, wildcard: 4, ip4: 8, ip6: 16, cidr4: 32, cidr6: 64, any: 128 } as const;
@@ -144,7 +143,7 @@ export class Policy {
     this.byPath = new ByteDict(false, d?.byPath);
     this.byPrefix = new ByteDict(false, d?.byPrefix);
     this.subFirst = new ByteDict();
-    this.names = new ByteDict(false, d?.names);
+    this.names = new ByteDict(false, d?.names, size); // most rules of a big catalog name a host
     this.suffixes = new ByteDict(true, d?.suffixes);
     this.keys6 = new ByteDict(false, d?.keys6);
     this.prefixLens = img?.lens.prefix ?? new Int32Array(PATH_MAX / 32);
@@ -201,8 +200,11 @@ export class Policy {
     return p;
   }
 
-  /** Validate and compile. Throws InvalidRulesError listing every bad rule: never a partial policy. */
-  static compile(rules: readonly unknown[], mode: Mode = 'passive-allow'): Policy {
+  /**
+   * Validate and compile: rule objects as parsed from a file, or a RuleInput (a catalog's bytes).
+   * Throws InvalidRulesError listing every bad rule: never a partial policy.
+   */
+  static compile(rules: readonly unknown[] | RuleInput, mode: Mode = 'passive-allow'): Policy {
     const steps = Policy.steps(rules, mode);
     for (;;) {
       const s = steps.next();
@@ -215,31 +217,29 @@ export class Policy {
    * catalog while it keeps deciding with the rules it has (a 250,000-rule catalog is ~1 s of compile).
    * Rejects with InvalidRulesError as compile() throws, or with `signal`'s reason once it is aborted.
    */
-  static compileSliced(rules: readonly unknown[], mode: Mode = 'passive-allow', sliceMs = 4, signal?: AbortSignal): Promise<Policy> {
+  static compileSliced(rules: readonly unknown[] | RuleInput, mode: Mode = 'passive-allow', sliceMs = 4, signal?: AbortSignal): Promise<Policy> {
     return runSliced(Policy.steps(rules, mode), sliceMs, signal);
   }
 
   /** The compile, pausing (yield) after every STEP rules of each pass. */
-  private static *steps(rules: readonly unknown[], mode: Mode): Generator<void, Policy> {
+  private static *steps(rules: readonly unknown[] | RuleInput, mode: Mode): Generator<void, Policy> {
+    const input = isInput(rules) ? rules : new ObjectInput(rules);
     const errors: RuleError[] = [];
-    const p = new Policy(mode, rules.length);
+    const p = new Policy(mode, input.length);
     const cache = new AppNumbers((a) => p.newApp(a));
-    for (let index = 0; index < rules.length; index++) {
-      const c = compileRule(rules[index], index, cache);
+    for (let index = 0; index < input.length; index++) {
+      const c = input.compile(index, cache);
       if (Array.isArray(c)) errors.push(...c);
       else if (errors.length === 0) p.add(c.appNo, c, p.table.add(c)); // after an error the policy is thrown away: only validate
       if (index % STEP === STEP - 1) yield;
     }
     // Duplicate ids in a pass of their own: interleaved with the compile above, the lookups' cache
     // misses cost ~3x as much (measured with a Map on the generated 250,000-rule catalog).
-    const ids = new IdTable(rules.length, (i) => (rules[i] as { id: string }).id);
+    const ids = new ByteDict(false, undefined, input.length);
     const dups: RuleError[] = [];
-    for (let index = 0; index < rules.length; index++) {
-      const id = (rules[index] as { id?: unknown } | null)?.id;
-      if (typeof id === 'string' && id !== '') { // else compileRule reported it
-        const firstUse = ids.firstUse(id, index);
-        if (firstUse >= 0) dups.push({ index, id, field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
-      }
+    for (let index = 0; index < input.length; index++) {
+      const firstUse = input.firstUse(index, ids);
+      if (firstUse >= 0 && firstUse !== index) dups.push({ index, id: input.id(index), field: 'id', message: `duplicate id (first used by rule #${firstUse + 1})` });
       if (index % STEP === STEP - 1) yield;
     }
     if (dups.length > 0) {
@@ -248,7 +248,7 @@ export class Policy {
       throw new InvalidRulesError(all);
     }
     if (errors.length > 0) throw new InvalidRulesError(errors);
-    p.table.finish();
+    p.table.finish(input.source);
     return p;
   }
 
@@ -272,7 +272,7 @@ export class Policy {
 
   /** The rules one at a time, without making the list `rules` makes. */
   get ruleSource(): RuleSource {
-    return { length: this.table.length, get: (i) => this.table.rule(i) };
+    return this.table.source;
   }
 
   get rules(): Rule[] {
@@ -359,10 +359,10 @@ export class Policy {
         this.appAny[app] = this.table.join(this.appAny[app]!, i);
         break;
       case 'url': put(HAS.url, TAG.url, this.names.intern(e.host)); break;
-      case 'host': put(HAS.host, TAG.host, this.names.intern(e.host)); break;
+      case 'host': put(HAS.host, TAG.host, c.keyBytes ? this.names.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.names.intern(e.host)); break;
       case 'wildcard':
-        setBit(this.wildLens, utf8(e.suffix).length);
-        put(HAS.wildcard, TAG.wild, this.suffixes.intern(e.suffix));
+        setBit(this.wildLens, c.keyBytes ? c.keyEnd - c.keyStart : utf8(e.suffix).length);
+        put(HAS.wildcard, TAG.wild, c.keyBytes ? this.suffixes.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.suffixes.intern(e.suffix));
         break;
       case 'ip':
         if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
@@ -533,15 +533,22 @@ export class Policy {
 class AppNumbers implements AppCache {
   text = '';
   private readonly apps: AppMatch[] = [];
-  private readonly numbers = new Map<string, { n: number; text: string }>(); // application texts -> numbers
+  private readonly keys = new ByteDict(); // application texts -> entry: its number and its text as first seen
+  private readonly nums: number[] = [];
+  private readonly texts: string[] = [];
 
   constructor(private readonly newApp: (a: AppMatch) => number) {}
 
   find(text: string): number {
-    const hit = this.numbers.get(text);
-    if (hit === undefined) return -1;
-    this.text = hit.text;
-    return hit.n;
+    const k = this.keys.get(text);
+    if (k < 0) return -1;
+    this.text = this.texts[k]!;
+    return this.nums[k]!;
+  }
+
+  findBytes(b: Uint8Array, s: number, e: number): number {
+    const k = this.keys.find(b, s, e, this.keys.hash(b, s, e));
+    return k < 0 ? -1 : this.nums[k]!;
   }
 
   get(n: number): AppMatch {
@@ -551,15 +558,57 @@ class AppNumbers implements AppCache {
   store(text: string, app: AppMatch): number {
     // `*/X` and `*/X/` are one sub-path: one application, so their rules compete with each other
     const canon = app.kind === 'subpath' ? '*' + app.key : text;
-    let n = canon === text ? -1 : (this.numbers.get(canon)?.n ?? -1);
+    let n = canon === text ? -1 : this.find(canon);
     if (n < 0) {
       n = this.newApp(app);
       this.apps[n] = app;
-      this.numbers.set(canon, { n, text: canon });
+      this.entry(canon, n);
     }
-    if (canon !== text) this.numbers.set(text, { n, text });
+    if (canon !== text) this.entry(text, n);
     return n;
   }
+
+  private entry(text: string, n: number): void {
+    this.keys.set(text, this.nums.length);
+    this.nums.push(n);
+    this.texts.push(text);
+  }
+}
+
+/** Rule objects as parsed from a file, as a RuleInput. */
+class ObjectInput implements RuleInput {
+  readonly source: RuleSource;
+
+  constructor(private readonly rules: readonly unknown[]) {
+    this.source = { length: rules.length, get: (i) => rules[i] as Rule };
+  }
+
+  get length(): number {
+    return this.rules.length;
+  }
+
+  compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
+    return compileRule(this.rules[i], i, cache);
+  }
+
+  firstUse(i: number, ids: ByteDict): number {
+    const id = (this.rules[i] as { id?: unknown } | null)?.id;
+    return typeof id === 'string' && id !== '' ? firstUseOf(id, i, ids) : -1; // else compileRule reported it
+  }
+
+  id(i: number): string | undefined {
+    return (this.rules[i] as { id?: string }).id;
+  }
+}
+
+function isInput(r: readonly unknown[] | RuleInput): r is RuleInput {
+  return !Array.isArray(r);
+}
+
+/** Records `id` for rule `i` in `ids` unless an earlier rule has it: the index of the rule that first had it. */
+export function firstUseOf(id: string, i: number, ids: ByteDict): number {
+  const { bytes, length } = utf8(id);
+  return ids.put(bytes, 0, length, ids.hash(bytes, 0, length), i);
 }
 
 /** b holds `key` at position `at`. */

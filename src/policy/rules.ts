@@ -30,7 +30,6 @@ export const ENDPOINT_RANK = { any: 0, cidr: 1, ip: 2, wildcard: 3, host: 4, url
  * rules cost no extra object each.
  */
 export interface ParsedRule {
-  readonly rule: Rule;
   readonly action: Action;
   readonly app: AppMatch;
   /** The application's number from the AppCache; -1 without one. */
@@ -44,6 +43,19 @@ export interface ParsedRule {
   readonly expiresAt: number; // ms since epoch; Infinity = never
   /** Specificity: endpoint class and length, then port, protocol, scope (higher wins). */
   readonly score: number;
+  /**
+   * A host or wildcard endpoint compiled from a catalog's bytes (rule-bytes.ts): its name or suffix
+   * is keyBytes[keyStart .. keyEnd) and the endpoint's own string is empty.
+   */
+  readonly keyBytes: Uint8Array | null;
+  readonly keyStart: number;
+  readonly keyEnd: number;
+}
+
+/** A rule's specificity (ParsedRule.score) from its parts. */
+export function scoreOf(kind: EndpointMatch['kind'], endpointLen: number, portLo: number, portHi: number, proto: number, scoped: boolean): number {
+  const portRank = portLo === 0 ? 0 : portLo === portHi ? 2 : 1;
+  return (((ENDPOINT_RANK[kind] * 256 + endpointLen) * 3 + portRank) * 2 + (proto ? 1 : 0)) * 2 + (scoped ? 1 : 0);
 }
 
 export function verdictFor(rule: Rule, level: Level): Verdict {
@@ -185,7 +197,7 @@ export function levelOf(app: AppMatch): Level {
   return LEVEL_OF[app.kind];
 }
 
-function endpointLength(e: EndpointMatch): number {
+export function endpointLength(e: EndpointMatch): number {
   if (e.kind === 'wildcard') return e.suffix.length;
   if (e.kind === 'cidr') return e.len;
   if (e.kind === 'url') return Math.min(e.href.length, 255);
@@ -200,6 +212,8 @@ function endpointLength(e: EndpointMatch): number {
 export interface AppCache {
   /** The number of an application text parsed before, or -1; `text` then holds it as first seen. */
   find(text: string): number;
+  /** find() of a text's UTF-8 bytes b[s..e) (`text` is not set). */
+  findBytes(b: Uint8Array, s: number, e: number): number;
   /** The text `find` last found, as first seen: a rule's own copy of it can be dropped. */
   readonly text: string;
   /** The application of a number `find` or `store` gave. */
@@ -253,13 +267,11 @@ export function compileRule(raw: unknown, index: number, cache?: AppCache): Pars
   const a = app as AppMatch;
   const e = endpoint as EndpointMatch;
   const [portLo, portHi] = port as [number, number];
-  const portRank = portLo === 0 ? 0 : portLo === portHi ? 2 : 1;
-  const scoped = users !== null || groups !== null ? 1 : 0;
-  const score = (((ENDPOINT_RANK[e.kind] * 256 + endpointLength(e)) * 3 + portRank) * 2 + (proto ? 1 : 0)) * 2 + scoped;
-  const rule = raw as Rule;
+  const score = scoreOf(e.kind, endpointLength(e), portLo, portHi, proto, users !== null || groups !== null);
   return {
-    rule, action: r.action as Action, app: a, appNo, endpoint: e, portLo, portHi, proto: proto as 0 | 1 | 2,
+    action: r.action as Action, app: a, appNo, endpoint: e, portLo, portHi, proto: proto as 0 | 1 | 2,
     users: users as ReadonlySet<string> | null, groups: groups as ReadonlySet<string> | null, expiresAt, score,
+    keyBytes: null, keyStart: -1, keyEnd: -1,
   };
 }
 

@@ -32,8 +32,8 @@ export interface TableImage {
  * -2 - (position in `lists`), each list sorted by precedence so its first applicable rule is its best.
  */
 export class RuleTable {
-  private raw: Rule[] = [];
-  private source: RuleSource | null = null; // set once compiled or restored
+  private count = 0; // rules added while compiling
+  private rules: RuleSource | null = null; // set once compiled or restored
   /**
    * Two ints a rule, side by side so that checking a candidate costs one cache line:
    * [2i] the port range as lo | hi << 16 (0 = any port);
@@ -56,8 +56,7 @@ export class RuleTable {
   }
 
   add(c: ParsedRule): number {
-    const i = this.raw.length;
-    this.raw.push(c.rule);
+    const i = this.count++;
     this.info[2 * i] = c.portLo === 0 ? 0 : c.portLo | (c.portHi << 16);
     let f = c.proto | (LEVELS.indexOf(levelOf(c.app)) << 4);
     if (c.expiresAt !== Infinity) {
@@ -93,7 +92,8 @@ export class RuleTable {
    * The end of a compile: each list sorted by precedence and laid out in one typed array, so that
    * reading a list costs no pointer chase to an array object of its own.
    */
-  finish(): void {
+  finish(source: RuleSource): void {
+    if (source.length !== this.count) throw new Error(`RuleTable: ${this.count} rules compiled, ${source.length} given`);
     const lists = this.lists;
     this.listStart = new Int32Array(lists.length + 1);
     let n = 0;
@@ -106,16 +106,20 @@ export class RuleTable {
     this.listData = new Int32Array(n);
     for (let k = 0; k < lists.length; k++) this.listData.set(lists[k]!, this.listStart[k]);
     this.lists = [];
-    const raw = this.raw;
-    this.source = { length: raw.length, get: (i) => raw[i]! };
+    this.rules = source;
+  }
+
+  /** The rule objects, as compiled or restored. */
+  get source(): RuleSource {
+    return this.rules!;
   }
 
   get length(): number {
-    return this.source!.length;
+    return this.rules!.length;
   }
 
   rule(i: number): Rule {
-    return this.source!.get(i);
+    return this.rules!.get(i);
   }
 
   action(i: number): 'allow' | 'block' {
@@ -147,7 +151,7 @@ export class RuleTable {
     for (const h of img.hrefs) t.hrefs.set(h.rule, h.href);
     t.listStart = img.listStart;
     t.listData = img.listData;
-    t.source = rules;
+    t.rules = rules;
     return t;
   }
 

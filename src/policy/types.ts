@@ -32,6 +32,24 @@ export interface Rule {
 export interface RuleSource {
   readonly length: number;
   get(i: number): Rule;
+  /** Rule i's JSON as UTF-8, where the source has it as is (an image then copies it); null or absent: JSON.stringify(get(i)). */
+  text?(i: number): Uint8Array | null;
+}
+
+/**
+ * Rules to compile, one at a time: rule objects, or a catalog's bytes (catalog/fast-reader.ts), whose
+ * rules compile without an object made for each.
+ */
+export interface RuleInput {
+  readonly length: number;
+  /** Rule i validated and parsed, its application numbered by `cache`; or its errors. */
+  compile(i: number, cache: import('./rules.js').AppCache): import('./rules.js').ParsedRule | RuleError[];
+  /** Records rule i's id in `ids` (firstUseOf): the index of the first rule with that id; -1 when it has no valid id (compile says so). */
+  firstUse(i: number, ids: import('./bytedict.js').ByteDict): number;
+  /** Rule i's id, for messages. */
+  id(i: number): string | undefined;
+  /** The rules as objects, for verdicts (made on demand). */
+  readonly source: RuleSource;
 }
 
 export const RULE_FIELDS: ReadonlySet<string> = new Set([

@@ -1,0 +1,334 @@
+/**
+ * A Tollgate JSON catalog read for a compile as its bytes: where each rule and each of its fields lie
+ * (policy/rule-bytes.ts compiles a plain rule from that), with no JSON.parse of the whole file and no
+ * object made per rule. On the generated 250,000-rule catalog JSON.parse alone took 250-580 ms here,
+ * and the rule objects' validation and garbage most of the rest of a ~1.4 s first load.
+ *
+ * Written by hand because no JSON library reports byte spans without building values. It follows
+ * JSON strictly where it reads (structure, keys, plain strings, port digits) and leaves the rest to
+ * JSON.parse: the top level without its rules goes through parseCatalog(), any rule that is not plain
+ * through JSON.parse and compileRule(). Whatever it cannot follow (a byte-order mark, a comma too
+ * many, a file cut short) makes it give up: the caller then reads the file the usual way, whose
+ * errors say what is wrong.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ByteDict, PLAIN_FIELDS, SPAN, STRIDE, compileRule, compileRuleBytes, firstUseOf, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
+import { parseCatalog, readOrSay, type Catalog } from './file.js';
+
+/** A catalog to compile: its head, its rules (objects, or bytes for a compile), the SHA-256 of its bytes. */
+export type CompilableCatalog = Omit<Catalog, 'rules'> & { rules: readonly unknown[] | RuleInput; sha256: string };
+
+/**
+ * Reads a catalog to compile it, with the SHA-256 of exactly the bytes it parsed (the key of its
+ * compiled-policy image: a hash of a second read could be of an edited file). A Tollgate JSON catalog
+ * comes as CatalogRules; other formats, and JSON this reader gives up on, as parseCatalog() reads them.
+ */
+export function readCatalogToCompile(path: string): CompilableCatalog {
+  const bytes = readOrSay(path, () => readFileSync(path));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const fast = scanCatalog(bytes, path);
+  if (fast) return { ...fast, sha256 };
+  // a binary PLIST must stay bytes; else text, as readCatalog() reads it
+  return { ...parseCatalog(bytes.subarray(0, 6).toString('latin1') === 'bplist' ? bytes : bytes.toString('utf8'), path), sha256 };
+}
+
+/** A Tollgate JSON catalog's head and its rules as CatalogRules, or null when this reader gives up (also for any error: the usual read says it). */
+export function scanCatalog(b: Buffer, name: string): (Omit<Catalog, 'rules'> & { rules: CatalogRules }) | null {
+  const s = new Scanner(b);
+  s.ws();
+  if (b[s.i] !== 123) return null;
+  s.i++;
+  s.ws();
+  let rulesAt = -1;
+  let rulesEnd = -1;
+  let spans = new Int32Array(STRIDE * 1024);
+  let n = 0;
+  for (;;) {
+    const ks = s.i + 1;
+    if (b[s.i] !== 34 || s.string() !== 1) return null;
+    const isRules = s.i - 1 - ks === 5 && b.toString('latin1', ks, s.i - 1) === 'rules';
+    if (!s.colon()) return null;
+    if (isRules) {
+      if (rulesAt >= 0 || b[s.i] !== 91) return null;
+      rulesAt = s.i++;
+      s.ws();
+      if (b[s.i] === 93) s.i++;
+      else {
+        for (;;) {
+          if ((n + 1) * STRIDE > spans.length) {
+            const more = new Int32Array(spans.length * 2);
+            more.set(spans);
+            spans = more;
+          }
+          if (!s.rule(spans, n * STRIDE)) return null;
+          n++;
+          const end = s.next(93);
+          if (end < 0) return null;
+          if (end === 1) break;
+        }
+      }
+      rulesEnd = s.i;
+    } else if (!s.skipValue()) return null;
+    const end = s.next(125);
+    if (end < 0) return null;
+    if (end === 1) break;
+  }
+  s.ws();
+  if (s.i !== b.length || rulesAt < 0) return null;
+  // the head as parseCatalog() checks it, with an empty rule list; its errors come from the usual
+  // read of the whole file (a JSON error's position would be the head's here)
+  let head: Omit<Catalog, 'rules'>;
+  try {
+    const { rules: none, ...h } = parseCatalog(Buffer.concat([b.subarray(0, rulesAt), Buffer.from('[]'), b.subarray(rulesEnd)]), name);
+    if (h.format !== 'tollgate' || none.length !== 0) return null;
+    head = h;
+  } catch {
+    return null;
+  }
+  const rules = CatalogRules.of(b, spans.subarray(0, n * STRIDE), n);
+  return rules && { ...head, rules };
+}
+
+const FIELD_KEYS = PLAIN_FIELDS.map((k) => Buffer.from(k, 'latin1'));
+// SPAN offset of each of PLAIN_FIELDS' values (-1: not kept: a note is only checked to be a plain string)
+const FIELD_SPAN = PLAIN_FIELDS.map((k) => (k === 'note' ? -1 : SPAN[k]));
+const PORT = PLAIN_FIELDS.indexOf('port');
+
+/** Position in PLAIN_FIELDS of the key b[s..e), or -1. */
+function fieldOf(b: Uint8Array, s: number, e: number): number {
+  next: for (let k = 0; k < FIELD_KEYS.length; k++) {
+    const key = FIELD_KEYS[k]!;
+    if (key.length !== e - s) continue;
+    for (let j = 0; j < key.length; j++) if (b[s + j] !== key[j]) continue next;
+    return k;
+  }
+  return -1;
+}
+
+class Scanner {
+  i = 0;
+
+  constructor(private readonly b: Uint8Array) {}
+
+  ws(): void {
+    const b = this.b;
+    let i = this.i;
+    for (let c = b[i]; c === 32 || c === 10 || c === 13 || c === 9; c = b[++i]);
+    this.i = i;
+  }
+
+  /** Past ':' and the blanks around it. */
+  colon(): boolean {
+    this.ws();
+    if (this.b[this.i] !== 58) return false;
+    this.i++;
+    this.ws();
+    return true;
+  }
+
+  /** After a member or element: past ',' (0) or `close` (1), with blanks; -1 for anything else. */
+  next(close: number): number {
+    this.ws();
+    const c = this.b[this.i];
+    this.i++;
+    if (c === close) return 1;
+    if (c !== 44) return -1;
+    this.ws();
+    return 0;
+  }
+
+  /** At '"': past the string. 1: plain (printable ASCII, no escape), 0: not, -1: the text ends inside it. */
+  string(): number {
+    const b = this.b;
+    let plain = 1;
+    let i = this.i + 1;
+    for (;;) {
+      if (i >= b.length) return -1;
+      const c = b[i]!;
+      if (c === 34) break;
+      if (c === 92) {
+        plain = 0;
+        i += 2;
+        continue;
+      }
+      if (c < 32 || c > 126) plain = 0;
+      i++;
+    }
+    this.i = i + 1;
+    return plain;
+  }
+
+  /** Past one value, not checked (JSON.parse checks what is kept of it); false when the text ends first. */
+  skipValue(): boolean {
+    const b = this.b;
+    const c = b[this.i];
+    if (c === 34) return this.string() >= 0;
+    if (c === 123 || c === 91) {
+      let depth = 0;
+      while (this.i < b.length) {
+        const d = b[this.i]!;
+        if (d === 34) {
+          if (this.string() < 0) return false;
+          continue;
+        }
+        this.i++;
+        if (d === 123 || d === 91) depth++;
+        else if ((d === 125 || d === 93) && --depth === 0) return true;
+      }
+      return false;
+    }
+    const start = this.i;
+    for (let d = b[this.i]; d !== undefined && d !== 44 && d !== 93 && d !== 125 && d !== 32 && d !== 10 && d !== 13 && d !== 9; d = b[++this.i]);
+    return this.i > start;
+  }
+
+  /** One element of the rules: its spans at `o` in `f` (SPAN); false when the text is not JSON this reader follows. */
+  rule(f: Int32Array, o: number): boolean {
+    const b = this.b;
+    f.fill(-1, o, o + STRIDE);
+    f[o + SPAN.start] = this.i;
+    let plain = b[this.i] === 123 ? 1 : 0;
+    if (plain === 0) {
+      if (!this.skipValue()) return false; // not an object: compileRule says so
+    } else {
+      this.i++;
+      this.ws();
+      if (b[this.i] === 125) {
+        this.i++;
+        plain = 0; // {}: compileRule says what it lacks
+      } else if (!this.members(f, o)) return false;
+      else plain = f[o + SPAN.plain] === -1 ? 1 : 0;
+    }
+    f[o + SPAN.end] = this.i;
+    f[o + SPAN.plain] = plain;
+    return true;
+  }
+
+  /** The members of a rule object, up to and past its '}'. Marks f[o + SPAN.plain] 0 when the rule is not plain. */
+  private members(f: Int32Array, o: number): boolean {
+    const b = this.b;
+    let seen = 0;
+    for (;;) {
+      const ks = this.i + 1;
+      if (b[this.i] !== 34) return false;
+      const keyPlain = this.string();
+      if (keyPlain < 0) return false;
+      const k = keyPlain === 1 ? fieldOf(b, ks, this.i - 1) : -1;
+      // unknown (compileRule refuses it) or twice (JSON.parse keeps the last): not plain
+      if (k < 0 || (seen & (1 << k)) !== 0) f[o + SPAN.plain] = 0;
+      else seen |= 1 << k;
+      if (!this.colon()) return false;
+      const vs = this.i;
+      const c = b[vs]!;
+      if (c === 34) {
+        const p = this.string();
+        if (p < 0) return false;
+        if (p === 0) f[o + SPAN.plain] = 0;
+        else if (k >= 0 && FIELD_SPAN[k]! >= 0) {
+          f[o + FIELD_SPAN[k]!] = vs + 1;
+          f[o + FIELD_SPAN[k]! + 1] = this.i - 1;
+          if (k === PORT) f[o + SPAN.portNumber] = 0;
+        }
+      } else if (k === PORT && c >= 49 && c <= 57 && this.digits()) {
+        f[o + SPAN.port] = vs;
+        f[o + SPAN.port + 1] = this.i;
+        f[o + SPAN.portNumber] = 1;
+      } else {
+        this.i = vs;
+        f[o + SPAN.plain] = 0; // another type, or a number other than plain digits: JSON.parse reads it
+        if (!this.skipValue()) return false;
+      }
+      const end = this.next(125);
+      if (end < 0) return false;
+      if (end === 1) return true;
+    }
+  }
+
+  /** Past a run of digits that a member's end follows. */
+  private digits(): boolean {
+    const b = this.b;
+    let i = this.i;
+    while (b[i]! >= 48 && b[i]! <= 57) i++;
+    const d = b[i];
+    if (d !== 44 && d !== 125 && d !== 32 && d !== 10 && d !== 13 && d !== 9) return false;
+    this.i = i;
+    return true;
+  }
+}
+
+/** A catalog's rules as its bytes and their spans: compiled by policy/rule-bytes.ts, or parsed and compiled by compileRule(). */
+export class CatalogRules implements RuleInput {
+  readonly source: SpanRules;
+  private readonly parsed = new Map<number, unknown>(); // rules that are not plain, parsed when read
+
+  private readonly u: Uint8Array; // the bytes as a plain Uint8Array: the index's own keys are one, and V8 then sees one kind of array
+
+  private constructor(private readonly b: Buffer, private readonly f: Int32Array, readonly length: number) {
+    this.source = new SpanRules(b, f, length);
+    this.u = new Uint8Array(b.buffer, b.byteOffset, b.length);
+  }
+
+  /** Null when a rule that is not plain is not JSON (the whole file's JSON.parse then says where). */
+  static of(b: Buffer, f: Int32Array, length: number): CatalogRules | null {
+    const r = new CatalogRules(b, f, length);
+    try {
+      for (let i = 0; i < length; i++) if (f[i * STRIDE + SPAN.plain] !== 1) r.parsed.set(i, r.source.parse(i));
+    } catch {
+      return null;
+    }
+    return r;
+  }
+
+  compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
+    const o = i * STRIDE;
+    if (this.f[o + SPAN.plain] === 1) {
+      const c = compileRuleBytes(this.u, this.f, o, cache);
+      if (c) return c;
+    }
+    return compileRule(this.object(i), i, cache);
+  }
+
+  firstUse(i: number, ids: ByteDict): number {
+    const o = i * STRIDE;
+    const s = this.f[o + SPAN.id]!;
+    const e = this.f[o + SPAN.id + 1]!;
+    // a plain rule's id is ASCII without escapes: its bytes are its UTF-8, as firstUseOf() keys an id
+    if (this.f[o + SPAN.plain] === 1 && s >= 0) return e > s ? ids.put(this.u, s, e, ids.hash(this.u, s, e), i) : -1;
+    const id = (this.object(i) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' && id !== '' ? firstUseOf(id, i, ids) : -1;
+  }
+
+  id(i: number): string | undefined {
+    const o = i * STRIDE;
+    if (this.f[o + SPAN.plain] === 1 && this.f[o + SPAN.id]! >= 0) return this.b.toString('latin1', this.f[o + SPAN.id], this.f[o + SPAN.id + 1]);
+    return (this.object(i) as { id?: string } | null)?.id;
+  }
+
+  private object(i: number): unknown {
+    if (!this.parsed.has(i)) this.parsed.set(i, this.source.parse(i));
+    return this.parsed.get(i);
+  }
+}
+
+/** The rule objects of a catalog read as bytes: a rule's JSON is parsed when a verdict first names it. */
+class SpanRules implements RuleSource {
+  private readonly made = new Map<number, Rule>(); // a rule is one object however often it is asked for
+
+  constructor(private readonly b: Buffer, private readonly f: Int32Array, readonly length: number) {}
+
+  get(i: number): Rule {
+    let r = this.made.get(i);
+    if (r === undefined) this.made.set(i, (r = this.parse(i) as Rule));
+    return r;
+  }
+
+  parse(i: number): unknown {
+    return JSON.parse(this.b.toString('utf8', this.f[i * STRIDE + SPAN.start], this.f[i * STRIDE + SPAN.end]));
+  }
+
+  /** A plain rule's JSON as it is in the file (ASCII), for an image; null for others (their bytes may not be UTF-8). */
+  text(i: number): Uint8Array | null {
+    return this.f[i * STRIDE + SPAN.plain] === 1 ? this.b.subarray(this.f[i * STRIDE + SPAN.start], this.f[i * STRIDE + SPAN.end]) : null;
+  }
+}
