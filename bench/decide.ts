@@ -69,23 +69,19 @@ async function reload(file: string): Promise<{ reloadMs: number; reloadStallMs: 
 }
 
 /**
- * A load as the agent does it: compiled from the catalog (readCatalog's text is garbage once parsed:
- * held here, it would add its size to peak RSS), or from the image in `cacheDir` (which must be there).
+ * A load as the agent's start does it: compiled from the catalog (no cache: a first start, the image
+ * not written), or from the image in `cacheDir` (which must be there).
  */
-async function load(file: string, cacheDir?: string): Promise<{ policy: Policy; loadMs: number; peakRssMB: number }> {
+function load(file: string, cacheDir?: string): { policy: Policy; loadMs: number; peakRssMB: number } {
   const t0 = performance.now();
-  let policy: Policy;
-  if (cacheDir) {
-    const l = loadPolicy(file, 'passive-allow', { dir: cacheDir, warn: (m) => { throw new Error(m); } });
-    if (l.from !== 'image') throw new Error(`${file}: no image in ${cacheDir}`);
-    policy = l.policy;
-  } else policy = Policy.compile((await readCatalog(file)).rules, 'passive-allow');
-  return { policy, loadMs: performance.now() - t0, peakRssMB: process.resourceUsage().maxRSS / 1024 };
+  const l = loadPolicy(file, 'passive-allow', { dir: cacheDir ?? null, warn: (m) => { throw new Error(m); } });
+  if (cacheDir && l.from !== 'image') throw new Error(`${file}: no image in ${cacheDir}`);
+  return { policy: l.policy, loadMs: performance.now() - t0, peakRssMB: process.resourceUsage().maxRSS / 1024 };
 }
 
 /** Child: load one catalog file, then time decide() on each workload, then a sliced recompile. */
 async function run(file: string, name: string, cacheDir?: string): Promise<Result[]> {
-  const { policy, loadMs, peakRssMB } = await load(file, cacheDir);
+  const { policy, loadMs, peakRssMB } = load(file, cacheDir);
   (globalThis as { gc?: () => void }).gc?.();
   const heapMB = process.memoryUsage().heapUsed / 2 ** 20;
   // before the workloads: their 600,000 flows would make the agent-sized heap a bench-sized one
@@ -165,7 +161,7 @@ async function main(): Promise<void> {
     return;
   }
   if (process.argv[2] === '--load-only') {
-    const { loadMs, peakRssMB } = await load(process.argv[3]!, cacheDir);
+    const { loadMs, peakRssMB } = load(process.argv[3]!, cacheDir);
     process.stdout.write(JSON.stringify({ loadMs, peakRssMB }));
     return;
   }

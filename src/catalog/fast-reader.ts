@@ -25,16 +25,29 @@ export type CompilableCatalog = Omit<Catalog, 'rules'> & { rules: readonly unkno
  * comes as CatalogRules; other formats, and JSON this reader gives up on, as parseCatalog() reads them.
  */
 export function readCatalogToCompile(path: string): CompilableCatalog {
-  const bytes = readOrSay(path, () => readFileSync(path));
+  let bytes: Buffer | null = readOrSay(path, () => readFileSync(path));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const fast = scanCatalog(bytes, path);
-  if (fast) return { ...fast, sha256 };
-  // a binary PLIST must stay bytes; else text, as readCatalog() reads it
-  return { ...parseCatalog(bytes.subarray(0, 6).toString('latin1') === 'bplist' ? bytes : bytes.toString('utf8'), path), sha256 };
+  if (fast) return { ...fast.head, rules: new CatalogRules(bytes, fast.spans, fast.count, fast.parsed), sha256 };
+  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return { ...parseCatalog(bytes, path), sha256 };
+  const text = bytes.toString('utf8');
+  bytes = null; // garbage while the text is parsed (~30 MB less at the peak of a big catalog), as in readCatalog
+  return { ...parseCatalog(text, path), sha256 };
 }
 
-/** A Tollgate JSON catalog's head and its rules as CatalogRules, or null when this reader gives up (also for any error: the usual read says it). */
-export function scanCatalog(b: Buffer, name: string): (Omit<Catalog, 'rules'> & { rules: CatalogRules }) | null {
+/** What scanCatalog() found: the head, `count` rules' spans (SPAN), the rules that are not plain as JSON.parse read them. */
+export interface ScannedCatalog {
+  head: Omit<Catalog, 'rules'>;
+  spans: Int32Array;
+  count: number;
+  parsed: Map<number, unknown>;
+}
+
+/**
+ * A Tollgate JSON catalog's head and its rules' spans, or null when this reader gives up (also for any
+ * error in the file: the usual read says it). new CatalogRules() makes them a compile's input.
+ */
+export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   const s = new Scanner(b);
   s.ws();
   if (b[s.i] !== 123) return null;
@@ -86,8 +99,18 @@ export function scanCatalog(b: Buffer, name: string): (Omit<Catalog, 'rules'> & 
   } catch {
     return null;
   }
-  const rules = CatalogRules.of(b, spans.subarray(0, n * STRIDE), n);
-  return rules && { ...head, rules };
+  // a rule that is not plain must be JSON as the whole file's JSON.parse would have found it
+  const parsed = new Map<number, unknown>();
+  try {
+    for (let i = 0; i < n; i++) if (spans[i * STRIDE + SPAN.plain] !== 1) parsed.set(i, parseSpan(b, spans, i));
+  } catch {
+    return null;
+  }
+  return { head, spans: spans.subarray(0, n * STRIDE), count: n, parsed };
+}
+
+function parseSpan(b: Buffer, f: Int32Array, i: number): unknown {
+  return JSON.parse(b.toString('utf8', f[i * STRIDE + SPAN.start], f[i * STRIDE + SPAN.end]));
 }
 
 const FIELD_KEYS = PLAIN_FIELDS.map((k) => Buffer.from(k, 'latin1'));
@@ -260,24 +283,16 @@ class Scanner {
 /** A catalog's rules as its bytes and their spans: compiled by policy/rule-bytes.ts, or parsed and compiled by compileRule(). */
 export class CatalogRules implements RuleInput {
   readonly source: SpanRules;
-  private readonly parsed = new Map<number, unknown>(); // rules that are not plain, parsed when read
 
   private readonly u: Uint8Array; // the bytes as a plain Uint8Array: the index's own keys are one, and V8 then sees one kind of array
 
-  private constructor(private readonly b: Buffer, private readonly f: Int32Array, readonly length: number) {
+  /**
+   * The bytes and spans scanCatalog() found. `parsed`: rules that are not plain, as it parsed them
+   * (an empty map: each is parsed when compiled; they were found to be JSON on another thread).
+   */
+  constructor(private readonly b: Buffer, private readonly f: Int32Array, readonly length: number, private readonly parsed = new Map<number, unknown>()) {
     this.source = new SpanRules(b, f, length);
     this.u = new Uint8Array(b.buffer, b.byteOffset, b.length);
-  }
-
-  /** Null when a rule that is not plain is not JSON (the whole file's JSON.parse then says where). */
-  static of(b: Buffer, f: Int32Array, length: number): CatalogRules | null {
-    const r = new CatalogRules(b, f, length);
-    try {
-      for (let i = 0; i < length; i++) if (f[i * STRIDE + SPAN.plain] !== 1) r.parsed.set(i, r.source.parse(i));
-    } catch {
-      return null;
-    }
-    return r;
   }
 
   compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
@@ -306,7 +321,7 @@ export class CatalogRules implements RuleInput {
   }
 
   private object(i: number): unknown {
-    if (!this.parsed.has(i)) this.parsed.set(i, this.source.parse(i));
+    if (!this.parsed.has(i)) this.parsed.set(i, parseSpan(this.b, this.f, i));
     return this.parsed.get(i);
   }
 }
@@ -319,12 +334,8 @@ class SpanRules implements RuleSource {
 
   get(i: number): Rule {
     let r = this.made.get(i);
-    if (r === undefined) this.made.set(i, (r = this.parse(i) as Rule));
+    if (r === undefined) this.made.set(i, (r = parseSpan(this.b, this.f, i) as Rule));
     return r;
-  }
-
-  parse(i: number): unknown {
-    return JSON.parse(this.b.toString('utf8', this.f[i * STRIDE + SPAN.start], this.f[i * STRIDE + SPAN.end]));
   }
 
   /** A plain rule's JSON as it is in the file (ASCII), for an image; null for others (their bytes may not be UTF-8). */

@@ -104,20 +104,6 @@ export async function readCatalog(path: string): Promise<Catalog> {
   return parseCatalog(await readOrSay(path, () => readFile(path)), path);
 }
 
-/**
- * readCatalog(), for a caller that has nothing else to do meanwhile (a start, a CLI command, the
- * reload's worker), with the SHA-256 of exactly the bytes it parsed: the key of the catalog's
- * compiled-policy image (a hash of a second read could be of an edited file).
- */
-export function readCatalogHashed(path: string): Catalog & { sha256: string } {
-  let bytes: Buffer | null = readOrSay(path, () => readFileSync(path));
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
-  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return { ...parseCatalog(bytes, path), sha256 };
-  const text = bytes.toString('utf8');
-  bytes = null; // garbage while the text is parsed, as in readCatalog
-  return { ...parseCatalog(text, path), sha256 };
-}
-
 /** `how`'s result; a failure as a CatalogError that says what is wrong with the file. */
 export function readOrSay<T>(path: string, how: () => T): T {
   const say = (e: unknown): never => {

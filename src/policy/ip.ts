@@ -2,7 +2,7 @@
  * IP address parsing for the decision hot path.
  *
  * Written by hand on purpose: decide() parses the flow's remote IP on every call and a general
- * library (ipaddr.js, which validates rules in rules.ts) allocates objects and arrays per parse.
+ * library (ipaddr.js) allocates objects and arrays per parse; validating a catalog's rules, it cost ~6 us an IPv6 address.
  * These parsers return a number (IPv4) or a fixed 4-word array (IPv6) and are checked against
  * ipaddr.js in test/policy/ip.test.ts.
  */

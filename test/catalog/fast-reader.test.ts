@@ -5,7 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidRulesError, Policy, isPlainHost, parseEndpoint, type Flow, type Rule } from '../../src/policy/index.js';
-import { parseCatalog, scanCatalog } from '../../src/catalog/index.js';
+import { CatalogRules, parseCatalog, scanCatalog as scan } from '../../src/catalog/index.js';
+
+/** scanCatalog() as a compile's input. */
+function scanCatalog(b: Buffer, name: string): { mode?: Policy['mode']; rules: CatalogRules } | null {
+  const s = scan(b, name);
+  return s && { mode: s.head.mode, rules: new CatalogRules(b, s.spans, s.count, s.parsed) };
+}
 import { NOW, allFlows, allRules, randomSets } from '../policy/rule-sets.js';
 
 /** What loading a catalog gives: its counts and every flow's verdict, or its error. */

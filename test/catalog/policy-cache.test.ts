@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashFile, imageJobFor, loadPolicy, readCatalogHashed, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
+import { hashFile, imageJobFor, loadPolicy, readCatalogToCompile, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
 import { InvalidRulesError, Policy, type Flow, type Rule } from '../../src/policy/index.js';
 
 const RULES: Rule[] = JSON.parse(readFileSync(join(import.meta.dirname, '../../../examples/workstation.json'), 'utf8')).rules;
@@ -156,7 +156,7 @@ test('an image written later, in slices, is the one the next load finds; an aban
 
 test("a reload's image (keyed by the hash of the bytes its reader parsed) is the one the next start finds", () => {
   const { catalog, opts } = setup();
-  const { rules, sha256, ...head } = readCatalogHashed(catalog);
+  const { rules, sha256, ...head } = readCatalogToCompile(catalog);
   assert.equal(sha256, hashFile(catalog));
   const policy = Policy.compile(rules, 'passive-allow');
   const job = imageJobFor(catalog, sha256, head, policy, { ...opts, warn: assert.fail })!;

@@ -44,3 +44,23 @@ test('IPv6 parsing agrees with ipaddr.js in every spelling', () => {
     assert.equal(parseIp(bad), null, bad);
   }
 });
+
+test('an IPv6 text is valid to parseIp exactly when ipaddr.js finds it valid (zone ids refused)', () => {
+  const r = rng(3);
+  const pick = (a: string): string => a[Math.floor(r() * a.length)]!;
+  let valid = 0;
+  for (let i = 0; i < 60000; i++) {
+    let s: string;
+    if (i % 2 === 0) s = Array.from({ length: 2 + Math.floor(r() * 24) }, () => pick('0123456789abcdefABCDEF:.:::g%')).join('');
+    else {
+      // groups and gaps, now and then an IPv4 tail
+      const groups = Array.from({ length: 1 + Math.floor(r() * 9) }, () => (r() < 0.2 ? '' : Math.floor(r() * 65536).toString(16).slice(0, 1 + Math.floor(r() * 5))));
+      s = groups.join(':') + (r() < 0.25 ? `:${Math.floor(r() * 300)}.${Math.floor(r() * 300)}.${Math.floor(r() * 256)}.${Math.floor(r() * 256)}` : '');
+    }
+    if (!s.includes(':')) continue;
+    const theirs = ipaddr.IPv6.isValid(s) && !s.includes('%');
+    if (theirs) valid++;
+    assert.equal(parseIp(s) !== null, theirs, s);
+  }
+  assert.ok(valid > 5000, `only ${valid} valid addresses drawn`);
+});
