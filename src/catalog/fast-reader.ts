@@ -35,10 +35,42 @@ export function readCatalogToCompile(path: string): CompilableCatalog {
   return { ...parseCatalog(text, path), sha256 };
 }
 
-/** What scanCatalog() found: the head, `count` rules' spans (SPAN), the rules that are not plain as JSON.parse read them. */
+const CHUNK_BITS = 15;
+const CHUNK = 1 << CHUNK_BITS; // rules a chunk of spans (2 MiB)
+
+/**
+ * Rules' spans (SPAN, STRIDE ints a rule) in chunks: added to without copying, where one array grown
+ * by doubling left ~16 MB of garbage at the peak of a 250,000-rule load.
+ */
+export class Spans {
+  constructor(readonly chunks: Int32Array[] = []) {}
+
+  /** The chunk holding rule i's spans, at off(i). */
+  chunk(i: number): Int32Array {
+    return this.chunks[i >>> CHUNK_BITS]!;
+  }
+
+  off(i: number): number {
+    return (i & (CHUNK - 1)) * STRIDE;
+  }
+
+  /** Room for rule i, the next one. */
+  make(i: number): void {
+    if (i >>> CHUNK_BITS === this.chunks.length) this.chunks.push(new Int32Array(CHUNK * STRIDE));
+  }
+
+  /** Rule i's JSON as JSON.parse reads it. */
+  parse(b: Buffer, i: number): unknown {
+    const f = this.chunk(i);
+    const o = this.off(i);
+    return JSON.parse(b.toString('utf8', f[o + SPAN.start], f[o + SPAN.end]));
+  }
+}
+
+/** What scanCatalog() found: the head, `count` rules' spans, the rules that are not plain as JSON.parse read them. */
 export interface ScannedCatalog {
   head: Omit<Catalog, 'rules'>;
-  spans: Int32Array;
+  spans: Spans;
   count: number;
   parsed: Map<number, unknown>;
 }
@@ -55,7 +87,7 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   s.ws();
   let rulesAt = -1;
   let rulesEnd = -1;
-  let spans = new Int32Array(STRIDE * 1024);
+  const spans = new Spans();
   let n = 0;
   for (;;) {
     const ks = s.i + 1;
@@ -69,12 +101,8 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
       if (b[s.i] === 93) s.i++;
       else {
         for (;;) {
-          if ((n + 1) * STRIDE > spans.length) {
-            const more = new Int32Array(spans.length * 2);
-            more.set(spans);
-            spans = more;
-          }
-          if (!s.rule(spans, n * STRIDE)) return null;
+          spans.make(n);
+          if (!s.rule(spans.chunk(n), spans.off(n))) return null;
           n++;
           const end = s.next(93);
           if (end < 0) return null;
@@ -102,15 +130,11 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   // a rule that is not plain must be JSON as the whole file's JSON.parse would have found it
   const parsed = new Map<number, unknown>();
   try {
-    for (let i = 0; i < n; i++) if (spans[i * STRIDE + SPAN.plain] !== 1) parsed.set(i, parseSpan(b, spans, i));
+    for (let i = 0; i < n; i++) if (spans.chunk(i)[spans.off(i) + SPAN.plain] !== 1) parsed.set(i, spans.parse(b, i));
   } catch {
     return null;
   }
-  return { head, spans: spans.subarray(0, n * STRIDE), count: n, parsed };
-}
-
-function parseSpan(b: Buffer, f: Int32Array, i: number): unknown {
-  return JSON.parse(b.toString('utf8', f[i * STRIDE + SPAN.start], f[i * STRIDE + SPAN.end]));
+  return { head, spans, count: n, parsed };
 }
 
 const FIELD_KEYS = PLAIN_FIELDS.map((k) => Buffer.from(k, 'latin1'));
@@ -290,38 +314,41 @@ export class CatalogRules implements RuleInput {
    * The bytes and spans scanCatalog() found. `parsed`: rules that are not plain, as it parsed them
    * (an empty map: each is parsed when compiled; they were found to be JSON on another thread).
    */
-  constructor(private readonly b: Buffer, private readonly f: Int32Array, readonly length: number, private readonly parsed = new Map<number, unknown>()) {
-    this.source = new SpanRules(b, f, length);
+  constructor(private readonly b: Buffer, private readonly spans: Spans, readonly length: number, private readonly parsed = new Map<number, unknown>()) {
+    this.source = new SpanRules(b, spans, length);
     this.u = new Uint8Array(b.buffer, b.byteOffset, b.length);
   }
 
   compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
-    const o = i * STRIDE;
-    if (this.f[o + SPAN.plain] === 1) {
-      const c = compileRuleBytes(this.u, this.f, o, cache);
+    const f = this.spans.chunk(i);
+    const o = this.spans.off(i);
+    if (f[o + SPAN.plain] === 1) {
+      const c = compileRuleBytes(this.u, f, o, cache);
       if (c) return c;
     }
     return compileRule(this.object(i), i, cache);
   }
 
   firstUse(i: number, ids: ByteDict): number {
-    const o = i * STRIDE;
-    const s = this.f[o + SPAN.id]!;
-    const e = this.f[o + SPAN.id + 1]!;
+    const f = this.spans.chunk(i);
+    const o = this.spans.off(i);
+    const s = f[o + SPAN.id]!;
+    const e = f[o + SPAN.id + 1]!;
     // a plain rule's id is ASCII without escapes: its bytes are its UTF-8, as firstUseOf() keys an id
-    if (this.f[o + SPAN.plain] === 1 && s >= 0) return e > s ? ids.put(this.u, s, e, ids.hash(this.u, s, e), i) : -1;
+    if (f[o + SPAN.plain] === 1 && s >= 0) return e > s ? ids.put(this.u, s, e, ids.hash(this.u, s, e), i) : -1;
     const id = (this.object(i) as { id?: unknown } | null)?.id;
     return typeof id === 'string' && id !== '' ? firstUseOf(id, i, ids) : -1;
   }
 
   id(i: number): string | undefined {
-    const o = i * STRIDE;
-    if (this.f[o + SPAN.plain] === 1 && this.f[o + SPAN.id]! >= 0) return this.b.toString('latin1', this.f[o + SPAN.id], this.f[o + SPAN.id + 1]);
+    const f = this.spans.chunk(i);
+    const o = this.spans.off(i);
+    if (f[o + SPAN.plain] === 1 && f[o + SPAN.id]! >= 0) return this.b.toString('latin1', f[o + SPAN.id], f[o + SPAN.id + 1]);
     return (this.object(i) as { id?: string } | null)?.id;
   }
 
   private object(i: number): unknown {
-    if (!this.parsed.has(i)) this.parsed.set(i, parseSpan(this.b, this.f, i));
+    if (!this.parsed.has(i)) this.parsed.set(i, this.spans.parse(this.b, i));
     return this.parsed.get(i);
   }
 }
@@ -330,16 +357,18 @@ export class CatalogRules implements RuleInput {
 class SpanRules implements RuleSource {
   private readonly made = new Map<number, Rule>(); // a rule is one object however often it is asked for
 
-  constructor(private readonly b: Buffer, private readonly f: Int32Array, readonly length: number) {}
+  constructor(private readonly b: Buffer, private readonly spans: Spans, readonly length: number) {}
 
   get(i: number): Rule {
     let r = this.made.get(i);
-    if (r === undefined) this.made.set(i, (r = parseSpan(this.b, this.f, i) as Rule));
+    if (r === undefined) this.made.set(i, (r = this.spans.parse(this.b, i) as Rule));
     return r;
   }
 
   /** A plain rule's JSON as it is in the file (ASCII), for an image; null for others (their bytes may not be UTF-8). */
   text(i: number): Uint8Array | null {
-    return this.f[i * STRIDE + SPAN.plain] === 1 ? this.b.subarray(this.f[i * STRIDE + SPAN.start], this.f[i * STRIDE + SPAN.end]) : null;
+    const f = this.spans.chunk(i);
+    const o = this.spans.off(i);
+    return f[o + SPAN.plain] === 1 ? this.b.subarray(f[o + SPAN.start], f[o + SPAN.end]) : null;
   }
 }

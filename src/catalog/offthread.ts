@@ -8,11 +8,11 @@
 import { Worker } from 'node:worker_threads';
 import type { Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
-import { CatalogRules, type CompilableCatalog } from './fast-reader.js';
+import { CatalogRules, Spans, type CompilableCatalog } from './fast-reader.js';
 
 type Head = Omit<CompilableCatalog, 'rules'>;
 type Message =
-  | { head: Head; bytes: ArrayBuffer; spans: Int32Array; count: number }
+  | { head: Head; bytes: ArrayBuffer; spans: Int32Array[]; count: number }
   | { head: Head }
   | { rules: Rule[] }
   | { done: true }
@@ -37,7 +37,7 @@ export function readCatalogOffThread(path: string, signal?: AbortSignal): Promis
     worker.on('message', (m: Message) => {
       if ('error' in m) settle(() => reject(m.catalogError ? new CatalogError(m.error) : new Error(`${path}: ${m.error}`)));
       else if ('done' in m) settle(() => resolve({ ...head!, rules }));
-      else if ('bytes' in m) settle(() => resolve({ ...m.head, rules: new CatalogRules(Buffer.from(m.bytes), m.spans, m.count) }));
+      else if ('bytes' in m) settle(() => resolve({ ...m.head, rules: new CatalogRules(Buffer.from(m.bytes), new Spans(m.spans), m.count) }));
       else {
         if ('head' in m) head = m.head;
         else for (const r of m.rules) rules.push(r);

@@ -21,8 +21,8 @@ try {
   if (fast) {
     // the bytes must own their memory to be moved (a small file's may share Node's pool)
     const own = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
-    const spans = fast.spans.slice(); // a view of a bigger array: the copy is its own
-    port.postMessage({ head: { ...fast.head, sha256 }, bytes: own, spans, count: fast.count }, [own as ArrayBuffer, spans.buffer]);
+    const spans = fast.spans.chunks;
+    port.postMessage({ head: { ...fast.head, sha256 }, bytes: own, spans, count: fast.count }, [own as ArrayBuffer, ...spans.map((c) => c.buffer as ArrayBuffer)]);
   } else {
     const { rules, ...head } = parseCatalog(bytes.subarray(0, 6).toString('latin1') === 'bplist' ? bytes : bytes.toString('utf8'), path);
     let next = 0;
