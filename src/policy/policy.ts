@@ -116,7 +116,7 @@ export class Policy {
   private suffixIds: number[] | null = null; // numbers of the wildcard suffixes of the names, longest first per name
 
   /**
-   * decide()'s lookups by a flow's strings, memoised (memo.ts): a path's application and its prefix
+   * decide()'s lookups by a flow's strings, memoised (memo.ts): an app id's and a path's application, a path's prefix
    * and sub-path candidates, a host name's number and its suffixes that wildcard rules name. A
    * machine's connections come from a few programs to a few hundred names, and the agent reuses each
    * path's and each DNS name's string, whose hash V8 keeps: one lookup in these small, hot Maps then
@@ -124,6 +124,7 @@ export class Policy {
    * component or label. Each is consulted where its lookup would be, so a verdict found early costs
    * none of the later ones.
    */
+  private readonly idMemo = new Memo<number>();
   private readonly pathMemo = new Memo<number>();
   private readonly prefixMemo = new Memo<Apps>();
   private readonly nameMemo = new Memo<number>();
@@ -303,7 +304,12 @@ export class Policy {
     const app = flow.app;
     let a: number | undefined;
     let r = NONE;
-    if (app.id !== undefined && (a = this.byId.get(app.id)) !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
+    const id = app.id;
+    if (id !== undefined) {
+      a = this.idMemo.get(id);
+      if (a === undefined) this.idMemo.set(id, (a = this.byId.get(id)));
+      if (a !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
+    }
     const path = app.path;
     a = this.pathMemo.get(path);
     if (a === undefined) this.pathMemo.set(path, (a = this.byPath.get(path)));
