@@ -545,16 +545,36 @@ class AppNumbers implements AppCache {
 
   constructor(private readonly newApp: (a: AppMatch) => number) {}
 
+  // The last text found: catalogs list an application's rules together (NuAppFirewall's by format),
+  // and comparing with the last one costs less than hashing a long path again.
+  private lastText: string | null = null;
+  private lastBytes: Uint8Array | null = null;
+  private lastStart = 0;
+  private lastEnd = 0;
+  private lastEntry = -1;
+
   find(text: string): number {
-    const k = this.keys.get(text);
+    const k = text === this.lastText ? this.lastEntry : this.keys.get(text);
     if (k < 0) return -1;
+    this.lastText = text;
+    this.lastBytes = null;
+    this.lastEntry = k;
     this.text = this.texts[k]!;
     return this.nums[k]!;
   }
 
   findBytes(b: Uint8Array, s: number, e: number): number {
-    const k = this.keys.find(b, s, e, this.keys.hash(b, s, e));
-    return k < 0 ? -1 : this.nums[k]!;
+    let k = this.lastEntry;
+    if (b !== this.lastBytes || !sameBytes(b, s, e, this.lastStart, this.lastEnd)) {
+      k = this.keys.find(b, s, e, this.keys.hash(b, s, e));
+      if (k < 0) return -1;
+      this.lastText = null;
+      this.lastBytes = b;
+      this.lastStart = s;
+      this.lastEnd = e;
+      this.lastEntry = k;
+    }
+    return this.nums[k]!;
   }
 
   get(n: number): AppMatch {
@@ -615,6 +635,13 @@ function isInput(r: readonly unknown[] | RuleInput): r is RuleInput {
 export function firstUseOf(id: string, i: number, ids: ByteDict): number {
   const { bytes, length } = utf8(id);
   return ids.put(bytes, 0, length, ids.hash(bytes, 0, length), i);
+}
+
+/** b[s..e) and b[s2..e2) are the same bytes. */
+function sameBytes(b: Uint8Array, s: number, e: number, s2: number, e2: number): boolean {
+  if (e - s !== e2 - s2) return false;
+  for (let k = 0; k < e - s; k++) if (b[s + k] !== b[s2 + k]) return false;
+  return true;
 }
 
 /** b holds `key` at position `at`. */
