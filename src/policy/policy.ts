@@ -144,7 +144,7 @@ export class Policy {
     this.byPath = new ByteDict(false, d?.byPath);
     this.byPrefix = new ByteDict(false, d?.byPrefix);
     this.subFirst = new ByteDict();
-    this.names = new ByteDict(false, d?.names, size); // most rules of a big catalog name a host
+    this.names = new ByteDict(false, d?.names);
     this.suffixes = new ByteDict(true, d?.suffixes);
     this.keys6 = new ByteDict(false, d?.keys6);
     this.prefixLens = img?.lens.prefix ?? new Int32Array(PATH_MAX / 32);
