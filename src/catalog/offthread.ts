@@ -8,7 +8,8 @@
 import { Worker } from 'node:worker_threads';
 import type { Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
-import { CatalogRules, Spans, type CompilableCatalog } from './fast-reader.js';
+import { CatalogRules, type CompilableCatalog } from './fast-reader.js';
+import { Spans } from './json-spans.js';
 
 type Head = Omit<CompilableCatalog, 'rules'>;
 type Message =

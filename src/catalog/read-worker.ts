@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CatalogError } from './errors.js';
 import { parseCatalog, readOrSay } from './file.js';
-import { scanCatalog } from './fast-reader.js';
+import { scanCatalog } from './json-spans.js';
 
 const CHUNK = 1024; // rules a message: a few ms of decoding on the receiving thread
 const port = parentPort!;
