@@ -48,7 +48,7 @@ export interface RuleInput {
   firstUse(i: number, ids: import('./bytedict.js').ByteDict): number;
   /** Rule i's id, for messages. */
   id(i: number): string | undefined;
-  /** The rules as objects, for verdicts (made on demand). */
+  /** The rules as objects, for verdicts (made on demand); asked for once, when the compile is done. */
   readonly source: RuleSource;
 }
 
