@@ -5,7 +5,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { imageJobFor, loadPolicy as loadCompiledPolicy, readCatalogOffThread, type ImageJob } from '../catalog/index.js';
+import { loadPolicy as loadCompiledPolicy, reloadPolicy, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -121,8 +121,9 @@ export class Agent {
   /**
    * At start nothing waits for a verdict yet: the policy comes from the compiled-policy cache when the
    * catalog was loaded before (a restart, a boot), else it is compiled. A reload reads on a worker
-   * thread and compiles in slices while the old rules decide. Either way a compiled policy's image
-   * is then written in slices while the agent decides (keepImage), for the next start.
+   * thread, which also reads the image when the cache has one of the same bytes (a SIGHUP with the
+   * catalog unchanged), else compiles in slices while the old rules decide. Either way a compiled
+   * policy's image is then written in slices while the agent decides (keepImage), for the next start.
    */
   private async loadPolicy(sliced: boolean): Promise<void> {
     const cache = { dir: this.opts.cacheDir, warn: this.opts.log };
@@ -135,12 +136,12 @@ export class Agent {
       this.loadedHow = `${from === 'image' ? 'from its compiled image' : 'compiled'} in ${(performance.now() - t).toFixed(0)} ms`;
       return;
     }
-    const signal = this.stopping.signal;
-    const { rules, sha256, ...head } = await readCatalogOffThread(this.opts.catalog, signal);
-    const mode = this.opts.mode ?? head.mode ?? 'passive-allow';
-    this.policy = await Policy.compileSliced(rules, mode, 4, signal);
-    this.mode = mode;
-    this.imageJob = imageJobFor(this.opts.catalog, sha256, head, this.policy, cache);
+    const t = performance.now();
+    const { policy, from, job } = await reloadPolicy(this.opts.catalog, this.opts.mode, { ...cache, signal: this.stopping.signal });
+    this.policy = policy;
+    this.mode = policy.mode;
+    this.imageJob = job;
+    this.loadedHow = `${from === 'image' ? 'from its compiled image' : 'compiled in slices'} in ${(performance.now() - t).toFixed(0)} ms`;
   }
 
   /** Writes the image of the policy just loaded, if it needs one, in slices; a newer load or stop() abandons it. */
@@ -228,7 +229,7 @@ export class Agent {
     try {
       await this.loadPolicy(true);
       this.verdicts.clear();
-      this.opts.log(`tollgate agent: reloaded (${why}): ${this.policy.stats().rules} rules, mode ${this.mode}`);
+      this.opts.log(`tollgate agent: reloaded (${why}): ${this.policy.stats().rules} rules, mode ${this.mode}, ${this.loadedHow}`);
       this.keepImage();
       return true;
     } catch (e) {

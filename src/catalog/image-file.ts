@@ -93,8 +93,8 @@ export function readHead<C>(fd: number): ImageHead<C> {
   return head;
 }
 
-/** The index the head describes, and a source of its rules that reads them from `fd` (which it then owns). */
-export function readIndex(fd: number, head: ImageHead<unknown>): { image: PolicyImage; rules: RuleSource } {
+/** The index the head describes, checked against its checksum: typed arrays are views of one buffer (a worker can move it whole). */
+export function readIndex(fd: number, head: ImageHead<unknown>): PolicyImage {
   const list = Object.values(head.sections);
   const start = Math.min(...list.map((s) => s.at));
   const buf = readAt(fd, Buffer.allocUnsafeSlow(Math.max(...list.map((s) => s.at + s.bytes)) - start), start);
@@ -120,7 +120,12 @@ export function readIndex(fd: number, head: ImageHead<unknown>): { image: Policy
   if (!(image.ruleEnds instanceof Int32Array) || (image.ruleEnds.length > 0 && image.ruleEnds[image.ruleEnds.length - 1]! > head.text)) {
     throw new Error('its rule text does not agree with its index');
   }
-  return { image, rules: new FileRules(fd, MAGIC.length, image.ruleEnds) };
+  return image;
+}
+
+/** A source of an image's rules that reads them from `fd`, which it then owns (closed once the source is collected). */
+export function imageRules(fd: number, image: PolicyImage): RuleSource {
+  return new FileRules(fd, MAGIC.length, image.ruleEnds);
 }
 
 /** The fields of an IndexImage, nested objects flattened ("table.info"). */

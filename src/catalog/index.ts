@@ -5,4 +5,4 @@ export { CatalogRules, readCatalogToCompile, type CompilableCatalog } from './fa
 export { Spans, scanCatalog, type ScannedCatalog } from './json-spans.js';
 export { fromNuApp, fromNuAppLegacy, keyToApplication, nuAppUnsupported, toNuApp } from './nuapp.js';
 export { catalogStats, diffCatalogs, type AppDiff, type CatalogStats } from './review.js';
-export { CACHE_MIN_BYTES, ImageJob, compilerFingerprint, defaultCacheDir, hashFile, imageJobFor, loadPolicy, type CacheOptions, type LoadedPolicy } from './policy-cache.js';
+export { CACHE_MIN_BYTES, ImageJob, compilerFingerprint, defaultCacheDir, hashFile, loadPolicy, reloadPolicy, type CacheOptions, type LoadedPolicy } from './policy-cache.js';

@@ -21,14 +21,15 @@
  * it decides (ImageJob), so neither a start nor a verdict waits for it. The file format: image-file.ts.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Policy, runSliced, type Mode } from '../policy/index.js';
+import { Policy, runSliced, type Mode, type PolicyImage } from '../policy/index.js';
 import { readOrSay, type Catalog } from './file.js';
 import { readCatalogToCompile } from './fast-reader.js';
-import { readHead, readIndex, writeSteps } from './image-file.js';
+import { readCatalogOffThread, type FileIdentity } from './offthread.js';
+import { imageRules, readHead, readIndex, writeSteps, type ImageHead } from './image-file.js';
 
 const KEEP = 8; // images kept in the folder, most recently used first
 /** Smaller catalogs compile in a few ms: an image would cost more to check than it saves. */
@@ -111,17 +112,6 @@ export function loadPolicy(path: string, mode: Mode | undefined, opts: CacheOpti
   return { catalog, policy, from: 'catalog', written: job?.writeNow() ?? false };
 }
 
-/**
- * The writing of the image of `policy`, compiled from catalog bytes that hash to `sha256` (a reload's
- * reader hashed them), when loadPolicy() would keep one and none is there yet; else undefined.
- */
-export function imageJobFor(path: string, sha256: string, catalog: CatalogHead, policy: Policy, opts: CacheOptions = {}): ImageJob | undefined {
-  const warn = opts.warn ?? defaultWarn;
-  const dir = cacheDirFor(path, opts, warn);
-  const file = dir === null ? null : join(dir, sha256 + '.policy');
-  return file !== null && !existsSync(file) ? new ImageJob(file, catalog, policy, warn) : undefined;
-}
-
 const defaultWarn = (m: string): void => console.error(m);
 
 /** The folder for the image of the catalog at `path`: null when the cache is off, the catalog small, or the folder unsafe (said through `warn`). */
@@ -154,30 +144,104 @@ function safeDir(dir: string, warn: (m: string) => void): boolean {
   }
 }
 
-function readImage(file: string, mode: Mode | undefined, warn: (m: string) => void): Omit<LoadedPolicy, 'from' | 'written'> | null {
+/** An image read and checked (readImageIndex), with the file open: what restoreImage() makes a policy of. */
+export interface ReadImage {
+  file: string;
+  head: ImageHead<CatalogHead>;
+  image: PolicyImage;
+  fd: number;
+}
+
+/**
+ * The image `file`, read and checked against its checksum (the caller owns the returned fd); 'none'
+ * when there is none; 'unusable' when another build wrote it, or it is unreadable or damaged (said
+ * through `warn`): a compile then replaces it.
+ */
+export function readImageIndex(file: string, compiler: string, warn: (m: string) => void): ReadImage | 'none' | 'unusable' {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') warn(`tollgate: WARNING: policy image ${file} cannot be read (${(e as NodeJS.ErrnoException).code}): compiling the catalog`);
-    return null;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+    warn(`tollgate: WARNING: policy image ${file} cannot be read (${(e as NodeJS.ErrnoException).code}): compiling the catalog`);
+    return 'unusable';
   }
   try {
     const head = readHead<CatalogHead>(fd);
-    if (head.compiler !== compilerFingerprint()) { // another build's: replaced, as after any recompile
+    if (head.compiler !== compiler) { // another build's: replaced, as after any recompile
       closeSync(fd);
-      return null;
+      return 'unusable';
     }
-    const { image, rules } = readIndex(fd, head); // rules now owns fd
-    const policy = Policy.restore(image, mode ?? head.catalog.mode ?? 'passive-allow', rules);
-    touch(file);
-    return { catalog: head.catalog, policy };
+    return { file, head, image: readIndex(fd, head), fd };
   } catch (e) {
     closeSync(fd);
-    warn(`tollgate: WARNING: policy image ${file} is damaged (${(e as Error).message}): compiling the catalog`);
+    warn(damaged(file, e));
+    return 'unusable';
+  }
+}
+
+/** The policy of an image readImageIndex() gave, under `mode` (else the catalog's), or null when it does not restore (said). */
+export function restoreImage(r: ReadImage, mode: Mode | undefined, warn: (m: string) => void): Omit<LoadedPolicy, 'from' | 'written'> | null {
+  // The rules own the fd from here: it is closed when they are collected, never here (a second close
+  // could hit another file that got the same number meanwhile).
+  const rules = imageRules(r.fd, r.image);
+  try {
+    const policy = Policy.restore(r.image, mode ?? r.head.catalog.mode ?? 'passive-allow', rules);
+    touch(r.file);
+    return { catalog: r.head.catalog, policy };
+  } catch (e) {
+    warn(damaged(r.file, e));
     return null;
   }
 }
+
+function readImage(file: string, mode: Mode | undefined, warn: (m: string) => void): Omit<LoadedPolicy, 'from' | 'written'> | null {
+  const r = readImageIndex(file, compilerFingerprint(), warn);
+  return typeof r === 'string' ? null : restoreImage(r, mode, warn);
+}
+
+/**
+ * A reload's load (the agent's), off the event loop where it can be: the catalog is read, hashed and
+ * scanned on a worker thread, which also reads and checks the image of those bytes when the cache
+ * has one; the policy is then restored from it (a SIGHUP with the catalog unchanged, an edit
+ * reverted), else compiled in slices of `sliceMs`, and `job` is the image to write. Rejects as
+ * readCatalog() and Policy.compile() do, or with `signal`'s reason once it is aborted.
+ */
+export async function reloadPolicy(path: string, mode: Mode | undefined, opts: CacheOptions & { signal?: AbortSignal; sliceMs?: number } = {}): Promise<Omit<LoadedPolicy, 'written'>> {
+  const warn = opts.warn ?? defaultWarn;
+  const dir = cacheDirFor(path, opts, warn);
+  const r = await readCatalogOffThread(path, opts.signal, dir === null ? undefined : { dir, compiler: compilerFingerprint(), warn });
+  if ('image' in r) {
+    const fd = openAgain(r.image.file, r.identity);
+    const hit = fd >= 0 ? restoreImage({ ...r.image, fd }, mode, warn) : null;
+    if (hit) return { ...hit, from: 'image' };
+    // replaced meanwhile, or it does not restore: compiled, and its image written again
+    const l = await reloadPolicy(path, mode, { ...opts, dir: null });
+    return { ...l, job: new ImageJob(r.image.file, l.catalog, l.policy, warn) };
+  }
+  const { rules, sha256, imageUnusable, ...catalog } = r;
+  const policy = await Policy.compileSliced(rules, mode ?? catalog.mode ?? 'passive-allow', opts.sliceMs ?? 4, opts.signal);
+  const file = dir === null ? null : join(dir, sha256 + '.policy');
+  // an image another process wrote meanwhile is left alone; one that could not be used is replaced
+  const job = file !== null && (imageUnusable || !existsSync(file)) ? new ImageJob(file, catalog, policy, warn) : undefined;
+  return { catalog, policy, from: 'catalog', ...(job ? { job } : {}) };
+}
+
+/** `file` opened again, if it is still the file a worker read (same device, inode, size and time), else -1. */
+function openAgain(file: string, id: FileIdentity): number {
+  let fd = -1;
+  try {
+    fd = openSync(file, 'r');
+    const st = fstatSync(fd);
+    if (st.dev === id.dev && st.ino === id.ino && st.size === id.size && st.mtimeMs === id.mtimeMs) return fd;
+  } catch {
+    // gone: compiled instead
+  }
+  if (fd >= 0) closeSync(fd);
+  return -1;
+}
+
+const damaged = (file: string, e: unknown): string => `tollgate: WARNING: policy image ${file} is damaged (${(e as Error).message}): compiling the catalog`;
 
 let tmpCount = 0;
 

@@ -273,6 +273,11 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     await startAgent('open', ['--cache-dir', cache], /12011 rules .*\(from its compiled image in \d+ ms\)/);
     refused(curl('http://10.77.0.2:8080/'));
     allowed(curl('http://10.77.0.2/'));
+    // a SIGHUP with the catalog unchanged restores the image too, on the reload's worker
+    agent!.kill('SIGHUP');
+    await waitFor(() => /reloaded \(SIGHUP\): 12011 rules, mode \S+, from its compiled image in \d+ ms/.test(agentLog), 'the reload from the image');
+    refused(curl('http://10.77.0.2:8080/'));
+    allowed(curl('http://10.77.0.2/'));
     assert.equal(await stopAgent(), 0);
   });
 });

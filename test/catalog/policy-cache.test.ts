@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashFile, imageJobFor, loadPolicy, readCatalogToCompile, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
+import { hashFile, loadPolicy, reloadPolicy, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
 import { InvalidRulesError, Policy, type Flow, type Rule } from '../../src/policy/index.js';
 
 const RULES: Rule[] = JSON.parse(readFileSync(join(import.meta.dirname, '../../../examples/workstation.json'), 'utf8')).rules;
@@ -154,17 +154,27 @@ test('an image written later, in slices, is the one the next load finds; an aban
   assert.deepEqual(warnings, []);
 });
 
-test("a reload's image (keyed by the hash of the bytes its reader parsed) is the one the next start finds", () => {
-  const { catalog, opts } = setup();
-  const { rules, sha256, ...head } = readCatalogToCompile(catalog);
-  assert.equal(sha256, hashFile(catalog));
-  const policy = Policy.compile(rules, 'passive-allow');
-  const job = imageJobFor(catalog, sha256, head, policy, { ...opts, warn: assert.fail })!;
-  assert.equal(job.writeNow(), true);
-  assert.equal(imageJobFor(catalog, sha256, head, policy, opts), undefined, 'no second writing of an image that is there');
-  const next = loadPolicy(catalog, undefined, opts);
-  assert.equal(next.from, 'image');
-  assert.equal(next.policy.decide(FLOWS[0]!, NOW).rule?.id, 'firefox-ads');
+test("a reload compiles on a worker and in slices, keeps an image the next start finds, and restores it when the catalog is unchanged", async () => {
+  const { catalog, dir, warnings, opts } = setup();
+  const first = await reloadPolicy(catalog, undefined, opts);
+  assert.equal(first.from, 'catalog');
+  assert.equal(first.job!.writeNow(), true);
+  // keyed by the hash of the bytes the reader parsed: the next start finds it
+  assert.deepEqual(images(dir), [`${hashFile(catalog)}.policy`]);
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
+  const again = await reloadPolicy(catalog, undefined, opts); // a SIGHUP, the catalog unchanged
+  assert.deepEqual([again.from, again.job], ['image', undefined]);
+  assert.equal(again.policy.mode, 'passive-block');
+  for (const f of FLOWS) assert.deepEqual(again.policy.decide(f, NOW), first.policy.decide(f, NOW));
+  assert.equal((await reloadPolicy(catalog, 'ask', opts)).policy.mode, 'ask');
+  assert.deepEqual(warnings, []);
+  // an image that cannot be used is said and replaced, as at a start; another build's quietly
+  writeFileSync(join(dir, images(dir)[0]!), 'not an image at all');
+  const damaged = await reloadPolicy(catalog, undefined, opts);
+  assert.equal(damaged.from, 'catalog');
+  assert.match(warnings.join('\n'), /policy image .* is damaged/);
+  assert.equal(damaged.job!.writeNow(), true);
+  assert.equal((await reloadPolicy(catalog, undefined, opts)).from, 'image');
 });
 
 test('a head that names a section "__proto__…" makes a field, not a change to every object', () => {
