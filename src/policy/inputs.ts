@@ -3,7 +3,8 @@
  * text once, and rule objects as a RuleInput (a catalog read as bytes is the other one:
  * catalog/fast-reader.ts).
  */
-import { ByteDict, utf8 } from './bytedict.js';
+import { ByteDict } from './bytedict.js';
+import { idHash } from './ids.js';
 import { compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import type { Rule, RuleError, RuleInput, RuleSource } from './types.js';
 
@@ -89,9 +90,13 @@ export class ObjectInput implements RuleInput {
     return compileRule(this.rules[i], i, cache);
   }
 
-  firstUse(i: number, ids: ByteDict): number {
+  idHash(i: number): number | undefined {
     const id = (this.rules[i] as { id?: unknown } | null)?.id;
-    return typeof id === 'string' && id !== '' ? firstUseOf(id, i, ids) : -1; // else compileRule reported it
+    return typeof id === 'string' && id !== '' ? idHash(id) : undefined; // else compileRule reported it
+  }
+
+  sameId(i: number, j: number): boolean {
+    return (this.rules[i] as Rule).id === (this.rules[j] as Rule).id;
   }
 
   id(i: number): string | undefined {
@@ -101,12 +106,6 @@ export class ObjectInput implements RuleInput {
 
 export function isInput(r: readonly unknown[] | RuleInput): r is RuleInput {
   return !Array.isArray(r);
-}
-
-/** Records `id` for rule `i` in `ids` unless an earlier rule has it: the index of the rule that first had it. */
-export function firstUseOf(id: string, i: number, ids: ByteDict): number {
-  const { bytes, length } = utf8(id);
-  return ids.put(bytes, 0, length, ids.hash(bytes, 0, length), i);
 }
 
 /** b[s..e) and b[s2..e2) are the same bytes. */

@@ -44,8 +44,10 @@ export interface RuleInput {
   readonly length: number;
   /** Rule i validated and parsed, its application numbered by `cache`; or its errors. */
   compile(i: number, cache: import('./rules.js').AppCache): import('./rules.js').ParsedRule | RuleError[];
-  /** Records rule i's id in `ids` (firstUseOf): the index of the first rule with that id; -1 when it has no valid id (compile says so). */
-  firstUse(i: number, ids: import('./bytedict.js').ByteDict): number;
+  /** Rule i's id hashed (ids.ts: idHash), or undefined when it has no valid id (compile says so). */
+  idHash(i: number): number | undefined;
+  /** Rules i and j have the same id (both have one). */
+  sameId(i: number, j: number): boolean;
   /** Rule i's id, for messages. */
   id(i: number): string | undefined;
   /** The rules as objects, for verdicts (made on demand); asked for once, when the compile is done. */
