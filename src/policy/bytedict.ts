@@ -70,10 +70,15 @@ export class ByteDict {
   private n = 0;
   private readonly frozen: boolean;
 
-  /** `reversed`: keys are hashed last byte first (looked up by suffix walks); `expected`: keys to make room for at once. */
-  constructor(readonly reversed = false, img?: ByteDictImage, expected = 8) {
+  /** `reversed`: keys are hashed last byte first (looked up by suffix walks). */
+  constructor(readonly reversed = false, img?: ByteDictImage) {
     if (img) {
-      if ((img.slots.length & (img.slots.length - 1)) !== 0 || img.slots.length < 64 || img.size.length !== 2) throw new Error('ByteDict: a malformed image');
+      // at most half full, as put() keeps it: a probe then always meets an empty slot and ends
+      let used = 0;
+      for (let o = 2; o < img.slots.length; o += 4) if (img.slots[o] !== 0) used++;
+      if ((img.slots.length & (img.slots.length - 1)) !== 0 || img.slots.length < 64 || img.size.length !== 2 || used !== img.size[0] || used * 2 > img.slots.length / 4) {
+        throw new Error('ByteDict: a malformed image');
+      }
       this.slots = img.slots;
       this.arena = img.arena;
       this.used = img.arena.length;
@@ -81,9 +86,7 @@ export class ByteDict {
       this.reversed = img.size[1] === 1;
       this.frozen = true;
     } else {
-      let cap = 16;
-      while (cap < expected * 2) cap *= 2;
-      this.slots = new Int32Array(cap * 4);
+      this.slots = new Int32Array(16 * 4);
       this.arena = new Uint8Array(1024);
       this.frozen = false;
     }

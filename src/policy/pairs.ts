@@ -27,6 +27,11 @@ export class PairTable {
     let cap = 16;
     while (cap < expected * 2) cap *= 2; // load <= 1/2: short probe runs
     if (slots && slots.length !== cap * 4) throw new Error(`PairTable: an image of ${slots.length / 4} slots for ${expected} pairs`);
+    if (slots) {
+      // no fuller than set() lets it get: a probe then always meets an empty slot and ends
+      for (let o = 0; o < slots.length; o += 4) if (slots[o] !== EMPTY) this.count++;
+      if (this.count > expected) throw new Error(`PairTable: an image with ${this.count} pairs for ${expected}`);
+    }
     this.slots = slots ?? new Int32Array(cap * 4);
     this.mask = cap - 1;
     this.capacity = expected;

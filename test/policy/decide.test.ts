@@ -350,3 +350,16 @@ describe('memoised lookups (memo.ts)', () => {
     assert.ok(new Set(forward).size > 100, `the flows reach many rules (${new Set(forward).size})`);
   });
 });
+
+test('an image whose tables could make a lookup probe forever is refused, not restored', () => {
+  const rules = [rule({ action: 'block', application: '/usr/bin/curl', endpoint: 'a.example.com' })];
+  const img = Policy.compile(rules).image();
+  const full = (slots: Int32Array, at: number): Int32Array => {
+    const s = slots.slice();
+    for (let o = 0; o < s.length; o += 4) if (s[o + at] === 0) s[o + at] = 1; // every slot taken
+    return s;
+  };
+  assert.throws(() => Policy.restore({ ...img, dicts: { ...img.dicts, names: { ...img.dicts.names, slots: full(img.dicts.names.slots, 2) } } }, 'passive-allow'), /malformed image/);
+  assert.throws(() => Policy.restore({ ...img, pairs: full(img.pairs, 0) }, 'passive-allow'), /pairs for/);
+  assert.equal(Policy.restore(img, 'passive-allow').decide(flow({ path: '/usr/bin/curl' }, 'a.example.com')).action, 'block');
+});
