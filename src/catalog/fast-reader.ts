@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { SPAN, compileRule, compileRuleBytes, idHash, idHashBytes, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
+import { SPAN, compileRule, compileRuleBytes, equalBytes, hashBytes, idHash, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
 import { parseCatalog, readOrSay, type Catalog } from './file.js';
 import { scanCatalog, type Spans } from './json-spans.js';
 
@@ -75,7 +75,7 @@ export class CatalogRules implements RuleInput {
     const s = f[o + SPAN.id]!;
     const e = f[o + SPAN.id + 1]!;
     // a plain rule's id is ASCII without escapes: its bytes hash as its string does
-    if (f[o + SPAN.plain] === 1 && s >= 0) return e > s ? idHashBytes(this.u, s, e) : undefined;
+    if (f[o + SPAN.plain] === 1 && s >= 0) return e > s ? hashBytes(this.u, s, e) : undefined;
     const id = (this.object(i) as { id?: unknown } | null)?.id;
     return typeof id === 'string' && id !== '' ? idHash(id) : undefined;
   }
@@ -84,9 +84,7 @@ export class CatalogRules implements RuleInput {
     const [fi, oi, fj, oj] = [this.spans.chunk(i), this.spans.off(i), this.spans.chunk(j), this.spans.off(j)];
     if (fi[oi + SPAN.plain] === 1 && fj[oj + SPAN.plain] === 1) {
       const [s, e, s2, e2] = [fi[oi + SPAN.id]!, fi[oi + SPAN.id + 1]!, fj[oj + SPAN.id]!, fj[oj + SPAN.id + 1]!];
-      if (e - s !== e2 - s2) return false;
-      for (let k = 0; k < e - s; k++) if (this.u[s + k] !== this.u[s2 + k]) return false;
-      return true;
+      return e - s === e2 - s2 && equalBytes(this.u, s, this.u, s2, e - s);
     }
     return this.id(i) === this.id(j);
   }

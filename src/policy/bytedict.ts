@@ -37,6 +37,12 @@ export function hashBytes(b: Uint8Array, s: number, e: number, reversed = false)
   return mix(h);
 }
 
+/** a[ai ..] and b[bi ..] hold the same `len` bytes. */
+export function equalBytes(a: Uint8Array, ai: number, b: Uint8Array, bi: number, len: number): boolean {
+  for (let k = 0; k < len; k++) if (a[ai + k] !== b[bi + k]) return false;
+  return true;
+}
+
 let scratch = new Uint8Array(4096);
 const encoder = new TextEncoder();
 
@@ -114,7 +120,7 @@ export class ByteDict {
       const o = i * 4;
       const l = t[o + 2]!;
       if (l === 0) return -1;
-      if (l === len1 && t[o] === h && this.same(t[o + 1]!, b, s, len1 - 1)) return t[o + 3]!;
+      if (l === len1 && t[o] === h && equalBytes(this.arena, t[o + 1]!, b, s, len1 - 1)) return t[o + 3]!;
     }
   }
 
@@ -134,7 +140,7 @@ export class ByteDict {
         if (++this.n * 2 > this.mask + 1) this.grow(); // at most half full: short probe runs
         return value;
       }
-      if (l === len + 1 && t[o] === h && this.same(t[o + 1]!, b, s, len)) {
+      if (l === len + 1 && t[o] === h && equalBytes(this.arena, t[o + 1]!, b, s, len)) {
         if (replace) t[o + 3] = value;
         return replace ? value : t[o + 3]!;
       }
@@ -193,18 +199,6 @@ export class ByteDict {
         if (k2 === len) return t[o + 3]!;
       }
     }
-  }
-
-  /** Every key with its value (for small dictionaries: the sub-path lists' first components). */
-  *entries(): Generator<[Uint8Array, number]> {
-    const t = this.slots;
-    for (let o = 0; o < t.length; o += 4) if (t[o + 2] !== 0) yield [this.arena.subarray(t[o + 1], t[o + 1]! + t[o + 2]! - 1), t[o + 3]!];
-  }
-
-  private same(at: number, b: Uint8Array, s: number, len: number): boolean {
-    const a = this.arena;
-    for (let k = 0; k < len; k++) if (a[at + k] !== b[s + k]) return false;
-    return true;
   }
 
   private store(b: Uint8Array, s: number, len: number): number {

@@ -4,7 +4,7 @@
  * and ids compared (by their input) only when two hashes are equal. A Map's growth put ~12 MB on the
  * legacy catalog's peak RSS; a ByteDict, which keeps a copy of every key, ~10 MB on 250,000 rules.
  */
-import { mix, step } from './bytedict.js';
+import { HASH_SEED, mix, step } from './bytedict.js';
 
 /** Rule ids as the compile's input has them. */
 export interface IdSource {
@@ -38,16 +38,9 @@ export class IdSet {
   }
 }
 
-/** An id's hash over its UTF-16 units: for an ASCII id, the same as idHashBytes() of its bytes. */
+/** An id's hash over its UTF-16 units: for an ASCII id, the same as bytedict.ts's hashBytes() of its bytes. */
 export function idHash(id: string): number {
-  let h = 0x811c9dc5;
+  let h = HASH_SEED;
   for (let i = 0; i < id.length; i++) h = step(h, id.charCodeAt(i));
-  return mix(h);
-}
-
-/** idHash() of an ASCII id's bytes b[s..e). */
-export function idHashBytes(b: Uint8Array, s: number, e: number): number {
-  let h = 0x811c9dc5;
-  for (let i = s; i < e; i++) h = step(h, b[i]!);
   return mix(h);
 }

@@ -5,6 +5,6 @@ export { runSliced } from './sliced.js';
 export { decideWithAsk, type AskOptions } from './ask.js';
 export { compileRule, describeRule, normalizeHost, parseApplication, parseEndpoint, parsePort, type AppCache, type ParsedRule } from './rules.js';
 export { PLAIN_FIELDS, SPAN, STRIDE, compileRuleBytes, isPlainHost } from './rule-bytes.js';
-export { ByteDict } from './bytedict.js';
-export { idHash, idHashBytes } from './ids.js';
+export { ByteDict, equalBytes, hashBytes } from './bytedict.js';
+export { idHash } from './ids.js';
 export { parseIp, type ParsedIp } from './ip.js';

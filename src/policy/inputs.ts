@@ -3,7 +3,7 @@
  * text once, and rule objects as a RuleInput (a catalog read as bytes is the other one:
  * catalog/fast-reader.ts).
  */
-import { ByteDict } from './bytedict.js';
+import { ByteDict, equalBytes } from './bytedict.js';
 import { idHash } from './ids.js';
 import { compileRule, type AppCache, type AppMatch, type ParsedRule } from './rules.js';
 import type { Rule, RuleError, RuleInput, RuleSource } from './types.js';
@@ -38,7 +38,7 @@ export class AppNumbers implements AppCache {
 
   findBytes(b: Uint8Array, s: number, e: number): number {
     let k = this.lastEntry;
-    if (b !== this.lastBytes || !sameBytes(b, s, e, this.lastStart, this.lastEnd)) {
+    if (b !== this.lastBytes || e - s !== this.lastEnd - this.lastStart || !equalBytes(b, s, b, this.lastStart, e - s)) {
       k = this.keys.find(b, s, e, this.keys.hash(b, s, e));
       if (k < 0) return -1;
       this.lastText = null;
@@ -106,12 +106,5 @@ export class ObjectInput implements RuleInput {
 
 export function isInput(r: readonly unknown[] | RuleInput): r is RuleInput {
   return !Array.isArray(r);
-}
-
-/** b[s..e) and b[s2..e2) are the same bytes. */
-function sameBytes(b: Uint8Array, s: number, e: number, s2: number, e2: number): boolean {
-  if (e - s !== e2 - s2) return false;
-  for (let k = 0; k < e - s; k++) if (b[s + k] !== b[s2 + k]) return false;
-  return true;
 }
 

@@ -18,7 +18,7 @@
  * a handful of hash lookups, never a scan over the rule list.
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
-import { ByteDict, HASH_SEED, mix, step, utf8, type ByteDictImage } from './bytedict.js';
+import { ByteDict, HASH_SEED, equalBytes, mix, step, utf8, type ByteDictImage } from './bytedict.js';
 import { IdSet } from './ids.js';
 import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
@@ -414,7 +414,7 @@ export class Policy {
       if (k < 0) continue;
       for (const sp of this.subLists[k]!) {
         const e = i + sp.key.length;
-        if (e <= n && (e === n || b[e] === 47) && bytesAt(b, i, sp.key)) (cands ??= []).push([e, sp.key.length, 0, sp.app]);
+        if (e <= n && (e === n || b[e] === 47) && equalBytes(b, i, sp.key, 0, sp.key.length)) (cands ??= []).push([e, sp.key.length, 0, sp.app]);
       }
     }
     if (cands === null) return NONE;
@@ -536,12 +536,6 @@ export class Policy {
     }
     return NONE;
   }
-}
-
-/** b holds `key` at position `at`. */
-function bytesAt(b: Uint8Array, at: number, key: Uint8Array): boolean {
-  for (let k = 0; k < key.length; k++) if (b[at + k] !== key[k]) return false;
-  return true;
 }
 
 /**
