@@ -123,8 +123,11 @@ export class NfQueue {
     const batch: QueuedPacket[] = [];
     const sentAfter = this.emptyAt;
     while (batch.length < max) {
+      // The time is read before the receive: read after an empty one, it could postdate a packet
+      // that came in between, whose sender may have exited before that time (seen on a loaded machine).
+      const before = monotonicMs();
       const n = this.sock.recvNow(this.rx);
-      if (n === 0) { this.emptyAt = monotonicMs(); break; }
+      if (n === 0) { this.emptyAt = before; break; }
       this.parse(this.rx, n, batch, sentAfter);
     }
     if (batch.length) onPackets(batch);
