@@ -50,11 +50,15 @@ type Conn = Pick<Tuple, 'protocol' | 'src' | 'sport' | 'dst' | 'dport'>;
 
 const MONITOR_POLL_MS = 100;
 /**
- * How long a packet whose socket is already closed waits for its process's exit event. The events
- * thread lags on a loaded machine (10 ms was not always enough during CI). A fixed wait, not "until
- * some exit of that uid is heard": an earlier exit could then be taken for the sender's.
+ * A packet whose socket is already closed waits until the process events thread has handed over
+ * every event the kernel sent up to this long after the socket was found gone: its sender's exit
+ * follows the close within microseconds, unless the exiting process is preempted in between. Not
+ * "until some exit of that uid is heard": an earlier exit could then be taken for the sender's.
+ * (A fixed 50 ms wait was not enough: with the CPUs busy the events thread lagged further.)
  */
-const EXIT_EVENT_WAIT_MS = 50;
+const EXIT_AFTER_CLOSE_MS = 20;
+/** The longest such a packet waits, should the events thread lag further still or stop. */
+const EXIT_EVENT_CAP_MS = 1000;
 const WATCH_SETTLE_MS = 100; // quiet time after a catalog file change before it is reloaded
 const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
@@ -103,6 +107,8 @@ export class Agent {
   private poller?: NodeJS.Timeout;
   /** Monitor mode: inodes of the connections already recorded. */
   private observed = new Set<number>();
+  /** When the previous socket dump began: a socket first seen now was opened or connected after it. */
+  private lastDumpAt = 0;
   /** Event-loop delay: a stall here delays every verdict. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_TICK_MS });
   readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0 };
@@ -250,10 +256,10 @@ export class Agent {
     this.loopDelay.disable();
     if (!this.opts.monitor) removeRules();
     await this.loop?.stop();
+    await this.events?.stop(); // judges the packets that waited for an exit, while the queue is open
     this.checkUnasked();
     this.queue?.close();
     this.dnsQueue?.close();
-    await this.events?.stop();
     this.diag?.close();
     await this.store?.close();
   }
@@ -332,11 +338,10 @@ export class Agent {
   }
 
   private onPackets(batch: QueuedPacket[]): void {
-    const readAt = monotonicMs(); // before every socket lookup of the batch
     for (const p of batch) {
       this.stats.packets++;
       try {
-        this.onPacket(p, readAt);
+        this.onPacket(p);
       } catch (e) {
         this.fail(p.id, e);
       }
@@ -356,7 +361,7 @@ export class Agent {
     else this.queue!.verdict(id, NF_REPEAT, this.opts.rejectMark);
   }
 
-  private onPacket(p: QueuedPacket, readAt: number): void {
+  private onPacket(p: QueuedPacket): void {
     const t = parsePacket(p.payload);
     if (!t) {
       // Only TCP SYNs and UDP reach the queue; what does not parse (a fragment) is not a new flow.
@@ -377,19 +382,27 @@ export class Agent {
     if (waiting) return void waiting.push(p.id);
     this.pending.set(key, [p.id]);
 
-    if (!owner) {
-      // The socket is gone already: its process closed it and is likely exiting. Give the exit event
-      // a moment to arrive so the record can name the program (only these packets wait).
-      if (!this.events || p.uid === undefined) return this.judge(key, t, null, p.uid, p.sentAfter);
-      setTimeout(() => this.judge(key, t, null, p.uid, p.sentAfter), EXIT_EVENT_WAIT_MS);
-      return;
-    }
+    // The socket is gone already: its process closed it and is likely exiting.
+    if (!owner) return this.judgeGone(key, t, p.uid, p.sentAfter);
     const known = this.procs.known(owner.inode);
     if (known) return this.judge(key, t, known, owner.uid);
     this.procs.resolve(owner.inode, owner.uid).then(
-      (info) => this.judge(key, t, info, owner.uid, readAt),
+      // No process holds the socket: it is exiting (its other threads or a child still hold it).
+      (info) => (info ? this.judge(key, t, info, owner.uid) : this.judgeGone(key, t, owner.uid, p.sentAfter)),
       (e: unknown) => this.failPending(key, e),
     );
+  }
+
+  /**
+   * A connection whose process is gone or going: waits for the process events up to a moment after
+   * now, so the record can name the program by its exit (only these connections wait).
+   * `aliveAfter` (CLOCK_MONOTONIC ms): a time at which the process surely lived. Not a time its
+   * socket was seen: a process's exit event can come before its socket closes (the socket is
+   * closed by its last thread, the event is sent by the first).
+   */
+  private judgeGone(key: string, t: Conn, uid: number | undefined, aliveAfter: number): void {
+    if (!this.events || uid === undefined) return this.judge(key, t, null, uid, aliveAfter);
+    void this.events.caughtUp(monotonicMs() + EXIT_AFTER_CLOSE_MS, EXIT_EVENT_CAP_MS).then(() => this.judge(key, t, null, uid, aliveAfter));
   }
 
   /**
@@ -399,7 +412,8 @@ export class Agent {
    */
   private poll(): void {
     const diag = this.diag!;
-    const dumpedAt = monotonicMs();
+    const aliveAfter = this.lastDumpAt;
+    this.lastDumpAt = monotonicMs();
     const seen = new Set<number>();
     for (const family of [4, 6] as const) {
       const listening = new Set(diag.dump(family, 'tcp', 1 << TCP_LISTEN).map((s) => s.sport));
@@ -414,7 +428,10 @@ export class Agent {
         this.observed.add(s.inode);
         const key = `monitor ${s.inode}`;
         this.pending.set(key, []);
-        this.procs.resolve(s.inode, s.uid).then((info) => this.judge(key, s, info, s.uid, dumpedAt), (e: unknown) => this.failPending(key, e));
+        this.procs.resolve(s.inode, s.uid).then(
+          (info) => (info ? this.judge(key, s, info, s.uid) : this.judgeGone(key, s, s.uid, aliveAfter)),
+          (e: unknown) => this.failPending(key, e),
+        );
       }
     }
     for (const i of this.observed) if (!seen.has(i)) this.observed.delete(i);

@@ -37,7 +37,11 @@ export type ProcEvent =
  * main thread cannot promise. The worker reads each new process at once and posts the events.
  */
 export class ProcEvents {
-  private constructor(private readonly worker: Worker, private readonly stopFlag: Int32Array) {}
+  /** Every event the kernel sent before this time (CLOCK_MONOTONIC ms) has been handed over. */
+  private upTo = 0;
+  private waiters: { t: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
+
+  private constructor(private readonly worker: Worker, private readonly stopFlag: Int32Array, private readonly want: BigInt64Array) {}
 
   /**
    * Starts the worker; rejects with every reason why no namespace delivered events. `onFailure`
@@ -45,22 +49,52 @@ export class ProcEvents {
    */
   static start(onEvents: (events: ProcEvent[]) => void, onFailure: (e: Error) => void): Promise<ProcEvents> {
     const stopFlag = new Int32Array(new SharedArrayBuffer(4));
-    const worker = new Worker(new URL('./procevents-worker.js', import.meta.url), { workerData: { stopFlag } });
+    const want = new BigInt64Array(new SharedArrayBuffer(8));
+    const worker = new Worker(new URL('./procevents-worker.js', import.meta.url), { workerData: { stopFlag, want } });
     return new Promise((resolve, reject) => {
-      let started = false;
-      const failed = (e: Error): void => (started ? onFailure(e) : reject(e));
+      let self: ProcEvents | undefined;
+      const failed = (e: Error): void => (self ? onFailure(e) : reject(e));
       worker.on('error', failed);
-      worker.on('message', (m: { ready?: true; failed?: string; events?: ProcEvent[] }) => {
-        if (m.events) onEvents(m.events);
-        else if (m.ready) { started = true; resolve(new ProcEvents(worker, stopFlag)); }
+      worker.on('message', (m: { ready?: true; failed?: string; events?: ProcEvent[]; upTo?: number }) => {
+        if (m.events) {
+          if (m.events.length) onEvents(m.events);
+          if (m.upTo) self?.caughtUpTo(m.upTo);
+        } else if (m.ready) resolve((self = new ProcEvents(worker, stopFlag, want)));
         else if (m.failed) reject(new Error(m.failed));
       });
       worker.once('exit', () => { if (!Atomics.load(stopFlag, 0)) failed(new Error('the process events thread exited')); });
     });
   }
 
-  /** Stops the worker (its receive wakes at least every RECV_WAIT_MS to see the flag). */
+  /**
+   * Resolves once every event the kernel sent before `t` (CLOCK_MONOTONIC ms) has been handed to
+   * onEvents, or after `capMs` if the thread lags that far behind or has stopped: a packet whose
+   * socket is gone waits here for its sender's exit, however loaded the machine.
+   */
+  caughtUp(t: number, capMs: number): Promise<void> {
+    if (t <= this.upTo) return Promise.resolve();
+    const us = BigInt(Math.ceil(t * 1000));
+    if (Atomics.load(this.want, 0) < us) Atomics.store(this.want, 0, us);
+    return new Promise((resolve) => {
+      const w = { t, resolve, timer: setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); resolve(); }, capMs) };
+      this.waiters.push(w);
+    });
+  }
+
+  private caughtUpTo(upTo: number): void {
+    if (upTo <= this.upTo) return;
+    this.upTo = upTo;
+    this.waiters = this.waiters.filter((w) => {
+      if (w.t > upTo) return true;
+      clearTimeout(w.timer);
+      w.resolve();
+      return false;
+    });
+  }
+
+  /** Stops the worker (its receive wakes at least every RECV_WAIT_MS to see the flag); whoever waits is let go. */
   async stop(): Promise<void> {
+    this.caughtUpTo(Infinity);
     if (Atomics.exchange(this.stopFlag, 0, 1)) return;
     if (this.worker.threadId < 0) return; // exited already
     await new Promise((r) => { this.worker.once('exit', r); });

@@ -4,7 +4,7 @@
  * connection that must succeed or fail fast, and the audit store by one row per connection.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,6 +20,7 @@ const CLIENT = join(import.meta.dirname, 'client.js');
 const SERVERS = join(import.meta.dirname, 'servers.js');
 const NODE = realpathSync(process.execPath);
 const CURL = realpathSync('/usr/bin/curl');
+const ONE_SHOTS = 20;
 
 describe('agent end to end (network namespaces)', { skip: skip ?? false }, () => {
   const net = new TestNet('e2e');
@@ -149,11 +150,18 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.equal(node('udp', '10.77.0.2', 9998).ok, false);
   });
 
-  test('a program that sends one datagram and exits at once is recorded by its path', () => {
+  test('a program that sends one datagram and exits at once is recorded by its path, with the CPUs busy', () => {
     // Its socket and often the process itself are gone before the agent reads the packet; the
-    // process events saw it start.
-    const send = "require('dgram').createSocket('udp4').send('x',9997,'10.77.0.2',()=>process.exit(0))";
-    for (let i = 0; i < 5; i++) assert.equal(net.run([NODE, '-e', send]).code, 0);
+    // process events saw it start and exit. Busy CPUs delay the events thread: about one in
+    // twelve was recorded unknown when the agent waited a fixed time for them.
+    // As another user: their exits, when they are stopped, are no candidates for root's datagrams.
+    const hogs = [0, 1].map(() => spawn('sh', ['-c', 'while :; do :; done'], { uid: 65534, gid: 65534 }));
+    try {
+      const send = "require('dgram').createSocket('udp4').send('x',9997,'10.77.0.2',()=>process.exit(0))";
+      for (let i = 0; i < ONE_SHOTS; i++) assert.equal(net.run([NODE, '-e', send]).code, 0);
+    } finally {
+      for (const h of hogs) h.kill();
+    }
   });
 
   test('loopback is not judged unless asked', () => {
@@ -198,7 +206,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('node udp -> [fd77::2]:9999', (r) => r.port === 9999 && r.remoteIp === 'fd77::2', { action: 'allow', level: 'default', path: NODE });
     one('curl -> 10.77.0.2:8080 after the reload', (r) => r.port === 8080 && r.action === 'allow' && r.path === CURL, { ruleId: 'curl-8080-ok' });
     const oneShot = rows.filter((r) => r.port === 9997);
-    assert.equal(oneShot.length, 5, 'one row per one-shot datagram');
+    assert.equal(oneShot.length, ONE_SHOTS, 'one row per one-shot datagram');
     for (const r of oneShot) assert.equal(r.path, NODE, `a one-shot sender is named, not unknown (${r.reason})`);
     assert.equal(rows.filter((r) => r.remoteIp.startsWith('127.')).length, 0, 'no loopback rows');
     assert.ok(rows.some((r) => r.port === 53 && r.protocol === 'udp' && r.remoteIp === '10.77.0.2'), 'DNS queries are connections too');
