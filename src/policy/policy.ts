@@ -51,6 +51,9 @@ function hasBit(bits: Int32Array, n: number): boolean {
   return n >> 5 >= bits.length || ((bits[n >> 5]! >>> (n & 31)) & 1) === 1;
 }
 
+/** An IPv6 flow address parsed: its words, and the numbers of its keys per prefix length as asked. */
+interface Ip6Found { w: readonly number[]; keys: Map<number, number> }
+
 interface SubPath {
   key: Uint8Array; // UTF-8 of the sub-path, '/a/b'
   app: number;
@@ -131,9 +134,15 @@ export class Policy {
   private readonly prefixMemo = new Memo<Apps>();
   private readonly nameMemo = new Memo<number>();
   private readonly wildMemo = new Memo<Apps>();
+  /**
+   * An IPv6 address's words and key numbers (or its IPv4 number if it is IPv4-mapped, null if it
+   * does not parse): its parse and each masked key's lookup cost ~10x an IPv4 parse, which a memo
+   * lookup would not beat.
+   */
+  private readonly ip6Memo = new Memo<number | Ip6Found | null>();
   private ipDone = false;
   private ip4 = -1;
-  private ip6: readonly number[] | null = null;
+  private ip6: Ip6Found | null = null;
 
   private constructor(readonly mode: Mode, size: number, table?: RuleTable, img?: IndexImage) {
     this.defaultVerdict = defaultVerdict(mode);
@@ -509,12 +518,17 @@ export class Policy {
   private matchIp(app: number, has: number, flow: Flow, now: number): number {
     if (!this.ipDone) {
       this.ipDone = true;
-      this.ip4 = parseIPv4(flow.remote.ip);
+      const ip = flow.remote.ip;
+      this.ip4 = parseIPv4(ip);
       this.ip6 = null;
       if (this.ip4 < 0) {
-        const p = parseIp(flow.remote.ip); // IPv6, or IPv4-mapped IPv6
-        if (p?.v === 4) this.ip4 = p.n;
-        else if (p) this.ip6 = p.w;
+        let f = this.ip6Memo.get(ip);
+        if (f === undefined) {
+          const p = parseIp(ip); // IPv6, or IPv4-mapped IPv6
+          this.ip6Memo.set(ip, (f = p?.v === 4 ? p.n : p ? { w: p.w, keys: new Map() } : null));
+        }
+        if (typeof f === 'number') this.ip4 = f;
+        else this.ip6 = f;
       }
     }
     const t = this.table;
@@ -526,9 +540,10 @@ export class Policy {
         for (const len of this.cidr4Lens.get(app)!) if ((r = t.first(this.pairs.get(app, TAG.cidr4 + len, maskV4(n, len) | 0), flow, now)) !== NONE) return r;
       }
     } else if (this.ip6) {
-      const w = this.ip6;
+      const { w, keys } = this.ip6;
       const probe = (tag: number, len: number): number => {
-        const id = this.keys6.get(maskV6Key(w, len));
+        let id = keys.get(len);
+        if (id === undefined) keys.set(len, (id = this.keys6.get(maskV6Key(w, len))));
         return id === NONE ? NONE : t.first(this.pairs.get(app, tag, id), flow, now);
       };
       if ((has & HAS.ip6) !== 0 && (r = probe(TAG.ip6, 128)) !== NONE) return r;

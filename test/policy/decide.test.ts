@@ -333,6 +333,7 @@ describe('memoised lookups (memo.ts)', () => {
       rules.push(rule({ action: i % 3 ? 'allow' : 'block', application: `/opt/app${i % 40}/`, endpoint: `*.d${i % 50}.example` }));
       rules.push(rule({ action: i % 4 ? 'block' : 'allow', application: `*/Plug${i % 30}.bundle`, endpoint: `h${i}.d${i % 50}.example`, port: 443 }));
       rules.push(rule({ action: 'block', application: `/usr/bin/tool${i}`, endpoint: `h${i}.d${i % 50}.example` }));
+      rules.push(rule({ action: i % 2 ? 'allow' : 'block', application: `/usr/bin/tool${i}`, endpoint: i % 3 ? `2001:db8::${i % 7}:${i.toString(16)}` : `2001:db8:${i % 5}::/${48 + (i % 4) * 16}`, port: 443 }));
     }
     const paths = (i: number): string => [`/opt/app${i % 45}/bin/x`, `/A/Host.app/Plug${i % 33}.bundle/p`, `/usr/bin/tool${i % 310}`][i % 3]!;
     const flows: Flow[] = [];
@@ -340,7 +341,14 @@ describe('memoised lookups (memo.ts)', () => {
     for (let i = 0; i < 150_000; i++) {
       const repeat = Math.floor(i / 20_000) % 2 === 1;
       const k = repeat ? i % 97 : i;
-      flows.push(flow({ path: repeat ? paths(k) : `${paths(k)}${k}` }, `${repeat ? '' : `n${k}.`}h${k % 320}.d${k % 50}.example`, k % 2 ? 443 : 80));
+      const f = flow({ path: repeat ? paths(k) : `${paths(k)}${k}` }, `${repeat ? '' : `n${k}.`}h${k % 320}.d${k % 50}.example`, k % 2 ? 443 : 80);
+      flows.push(f);
+      if (k % 10 !== 3) continue;
+      // IPv6 addresses (memoised with their keys) that a tool's rule names, that its network holds, or neither
+      const j = k % 310;
+      const x = (k & 0xffff).toString(16);
+      const ip = [`2001:db8::${j % 7}:${j.toString(16)}`, `2001:db8:${j % 5}::${x}`, `2001:db9::${x}`, `::ffff:10.0.${k % 3}.1`][Math.floor(k / 10) % 4]!;
+      flows.push(flow({ path: `/usr/bin/tool${j}` }, ip));
     }
     const a = Policy.compile(rules);
     const b = Policy.compile(rules);
@@ -348,6 +356,8 @@ describe('memoised lookups (memo.ts)', () => {
     const backward = flows.slice().reverse().map((f) => b.decide(f).reason).reverse();
     assert.deepEqual(forward, backward);
     assert.ok(new Set(forward).size > 100, `the flows reach many rules (${new Set(forward).size})`);
+    const six = new Set(forward.filter((r) => r.includes('2001:db8'))).size;
+    assert.ok(six > 20, `IPv6 addresses and networks decide some: ${six}`);
   });
 });
 
