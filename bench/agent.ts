@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { statFields } from '../src/linux/procs.js';
 import { TestNet, missingCapability } from '../test/agent/netns.js';
+import { COMMAND_NODE_FLAGS, MAIN } from './node-flags.js';
 import { runOpenSnitch } from './opensnitch.js';
 
 const arg = (name: string, def: string): string => {
@@ -21,7 +22,6 @@ const SECONDS = arg('seconds', '5');
 const CONC = arg('concurrency', '32');
 const ROOT = join(import.meta.dirname, '../..');
 const CATALOG = arg('catalog', join(ROOT, 'examples/workstation.json'));
-const MAIN = join(ROOT, 'dist/src/cli/main.js');
 const LOAD = join(ROOT, 'dist/bench/agent-load.js');
 const SINK = "require('net').createServer((s)=>s.on('error',()=>{})).listen({port:9000,host:'::',backlog:4096},()=>console.log('ready'))";
 
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     const baseLight = load(net, '1', '2');
     console.log(`  no queue        ${fmt(base)}`);
 
-    const agent = await net.start(net.client, [process.execPath, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
+    const agent = await net.start(net.client, [process.execPath, ...COMMAND_NODE_FLAGS, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
     let log = '';
     agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     const cpu0 = cpuSeconds(agent.pid!);

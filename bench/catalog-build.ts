@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { prng } from './gen.js';
+import { COMMAND_NODE_FLAGS, MAIN } from './node-flags.js';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,7 +23,6 @@ const LINES = arg('lines', 21_000_000);
 const APPS = 5000;
 const DOMAINS = 40_000;
 const ROOT = join(import.meta.dirname, '../..');
-const MAIN = join(ROOT, 'dist/src/cli/main.js');
 
 const HEADER = ['causality_actor_process_image_path', 'os_actor_process_image_path', 'os_actor_process_image_name', 'action_local_port',
   'action_remote_ip', 'dst_action_external_hostname', 'action_remote_port', 'count_endpoints', 'agent_hostname', 'actor_effective_username', '_time'];
@@ -81,7 +81,7 @@ if (!existsSync(log)) {
 }
 const out = join(dir, 'catalog.json');
 const t = performance.now();
-const res = spawnSync('/usr/bin/time', ['-f', '%M %e %U %S', process.execPath, MAIN, 'catalog', 'build', '--logs', log, '--out', out, '--no-progress', '--min-devices', '2'], { encoding: 'utf8' });
+const res = spawnSync('/usr/bin/time', ['-f', '%M %e %U %S', process.execPath, ...COMMAND_NODE_FLAGS, MAIN, 'catalog', 'build', '--logs', log, '--out', out, '--no-progress', '--min-devices', '2'], { encoding: 'utf8' });
 const secs = (performance.now() - t) / 1000;
 if (res.status !== 0) {
   console.error(res.stderr);

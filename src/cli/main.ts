@@ -1,5 +1,13 @@
-#!/usr/bin/env node
-/** The `tollgate` command: thin wrappers over the parts. Bad input is one message and exit 1, never a stack trace. */
+#!/usr/bin/env -S node --max-semi-space-size=2
+/**
+ * The `tollgate` command: thin wrappers over the parts. Bad input is one message and exit 1, never a stack trace.
+ *
+ * The node flag above: V8's young generation grows to 3 x 16 MB during a big catalog's load and
+ * stays committed; at 2 MB a semi-space the peak RSS of a first load of 250,000 rules is ~25 MB
+ * lower (~176 -> ~150 MB; NuAppFirewall's legacy catalog 138 -> ~116 MB) at no measured cost in
+ * load time or decisions/s. Heap sizes can only be set when node starts (v8.setFlagsFromString is
+ * too late), hence `env -S` (coreutils 8.30+; BusyBox's env lacks -S: run `node <this file>` there).
+ */
 import { Command } from 'commander';
 import { agentCommands } from './agent.js';
 import { catalogCommands } from './catalog.js';
