@@ -35,6 +35,7 @@ export function readCatalogToCompile(path: string): CompilableCatalog {
 export class CatalogRules implements RuleInput {
 
   private readonly u: Uint8Array; // the bytes as a plain Uint8Array: the index's own keys are one, and V8 then sees one kind of array
+  private readonly latin1 = (s: number, e: number): string => this.b.toString('latin1', s, e);
 
   /**
    * The bytes and spans scanCatalog() found. `parsed`: rules that are not plain, as it parsed them
@@ -63,7 +64,7 @@ export class CatalogRules implements RuleInput {
     const f = this.spans.chunk(i);
     const o = this.spans.off(i);
     if (f[o + SPAN.plain] === 1) {
-      const c = compileRuleBytes(this.u, f, o, cache);
+      const c = compileRuleBytes(this.u, f, o, cache, this.latin1);
       if (c) return c;
     }
     return compileRule(this.object(i), i, cache);
