@@ -30,9 +30,10 @@ export class Spans {
     return (i & (CHUNK - 1)) * STRIDE;
   }
 
-  /** Room for rule i, the next one. */
+  /** Room for rule i, the next one: its spans -1 (absent) until found. */
   make(i: number): void {
-    if (i >>> CHUNK_BITS === this.chunks.length) this.chunks.push(new Int32Array(CHUNK * STRIDE));
+    // One fill per chunk: a fill() per rule was ~40% of a scan (a builtin call for 16 ints).
+    if (i >>> CHUNK_BITS === this.chunks.length) this.chunks.push(new Int32Array(CHUNK * STRIDE).fill(-1));
   }
 
   /** Rule i's JSON as JSON.parse reads it. */
@@ -209,7 +210,6 @@ class Scanner {
   /** One element of the rules: its spans at `o` in `f` (SPAN); false when the text is not JSON this reader follows. */
   rule(f: Int32Array, o: number): boolean {
     const b = this.b;
-    f.fill(-1, o, o + STRIDE);
     f[o + SPAN.start] = this.i;
     let plain = b[this.i] === 123 ? 1 : 0;
     if (plain === 0) {
