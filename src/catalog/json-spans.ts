@@ -8,7 +8,7 @@
  * through JSON.parse. Whatever it cannot follow (a byte-order mark, a comma too many, a file cut
  * short) makes it give up (null).
  */
-import { PLAIN_FIELDS, SPAN, STRIDE } from '../policy/index.js';
+import { ACTION_WORDS, CODES, PLAIN_FIELDS, PROTOCOL_WORDS, SPAN, STRIDE, wordCode } from '../policy/index.js';
 import { parseCatalog, type Catalog } from './file.js';
 
 const CHUNK_BITS = 15;
@@ -115,9 +115,12 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
 }
 
 const FIELD_KEYS = PLAIN_FIELDS.map((k) => Buffer.from(k, 'latin1'));
-// SPAN offset of each of PLAIN_FIELDS' values (-1: not kept: a note is only checked to be a plain string)
-const FIELD_SPAN = PLAIN_FIELDS.map((k) => (k === 'note' ? -1 : SPAN[k]));
+// SPAN offset of each of PLAIN_FIELDS' values (-1: not kept: the action and protocol are coded, a
+// note is only checked to be a plain string)
+const FIELD_SPAN = PLAIN_FIELDS.map((k) => (k === 'note' || k === 'action' || k === 'protocol' ? -1 : SPAN[k]));
 const PORT = PLAIN_FIELDS.indexOf('port');
+const ACTION = PLAIN_FIELDS.indexOf('action');
+const PROTOCOL = PLAIN_FIELDS.indexOf('protocol');
 
 /** Position in PLAIN_FIELDS of the key b[s..e), or -1. */
 function fieldOf(b: Uint8Array, s: number, e: number): number {
@@ -211,6 +214,7 @@ class Scanner {
   rule(f: Int32Array, o: number): boolean {
     const b = this.b;
     f[o + SPAN.start] = this.i;
+    f[o + SPAN.codes] = 0;
     let plain = b[this.i] === 123 ? 1 : 0;
     if (plain === 0) {
       if (!this.skipValue()) return false; // not an object: compileRule says so
@@ -248,15 +252,18 @@ class Scanner {
         const p = this.string();
         if (p < 0) return false;
         if (p === 0) f[o + SPAN.plain] = 0;
-        else if (k >= 0 && FIELD_SPAN[k]! >= 0) {
+        else if (k === ACTION || k === PROTOCOL) {
+          const code = wordCode(b, vs + 1, this.i - 1, k === ACTION ? ACTION_WORDS : PROTOCOL_WORDS);
+          if (code === 0) f[o + SPAN.plain] = 0; // compileRule says what is wrong with it
+          else f[o + SPAN.codes] = f[o + SPAN.codes]! | (code << (k === ACTION ? CODES.action : CODES.protocol)); // a field twice is not plain: no old code to clear
+        } else if (k >= 0 && FIELD_SPAN[k]! >= 0) {
           f[o + FIELD_SPAN[k]!] = vs + 1;
           f[o + FIELD_SPAN[k]! + 1] = this.i - 1;
-          if (k === PORT) f[o + SPAN.portNumber] = 0;
         }
       } else if (k === PORT && c >= 49 && c <= 57 && this.digits()) {
         f[o + SPAN.port] = vs;
         f[o + SPAN.port + 1] = this.i;
-        f[o + SPAN.portNumber] = 1;
+        f[o + SPAN.codes] = f[o + SPAN.codes]! | CODES.portNumber;
       } else {
         this.i = vs;
         f[o + SPAN.plain] = 0; // another type, or a number other than plain digits: JSON.parse reads it
