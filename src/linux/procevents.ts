@@ -62,7 +62,10 @@ export class ProcEvents {
         } else if (m.ready) resolve((self = new ProcEvents(worker, stopFlag, want)));
         else if (m.failed) reject(new Error(m.failed));
       });
-      worker.once('exit', () => { if (!Atomics.load(stopFlag, 0)) failed(new Error('the process events thread exited')); });
+      worker.once('exit', () => {
+        self?.caughtUpTo(Infinity); // no event will come: nobody waits for one
+        if (!Atomics.load(stopFlag, 0)) failed(new Error('the process events thread exited'));
+      });
     });
   }
 

@@ -67,3 +67,15 @@ test('caughtUp(t) resolves only once every event sent before t has been handed o
     await events.stop();
   }
 });
+
+test('once the events thread is gone, a wait for its events ends at once and the failure is reported', { skip: skip ?? false }, async () => {
+  const failures: Error[] = [];
+  const events = await ProcEvents.start(() => {}, (e) => failures.push(e));
+  // the thread dies as it would on an error of its own
+  await (events as unknown as { worker: import('node:worker_threads').Worker }).worker.terminate();
+  const t0 = performance.now();
+  await events.caughtUp(monotonicMs() + 60_000, 60_000);
+  assert.ok(performance.now() - t0 < 1000, 'not held until the cap');
+  assert.match(failures[0]?.message ?? '', /process events thread exited/);
+  await events.stop();
+});
