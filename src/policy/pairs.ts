@@ -82,3 +82,36 @@ function hash(app: number, tag: number, dest: number): number {
   h = Math.imul(h, 0x2c1b3c6d);
   return (h ^ (h >>> 13)) >>> 0;
 }
+
+/**
+ * Which IPv4 keys (an address, or a network as its masked address and prefix length) some rule
+ * names, as a bit set of their hashes: decide() tests a flow's address here before probing the pair
+ * table for it. An address no rule names, most of them, then costs no probe at each application
+ * level that has IP rules, each a cache miss in a table of megabytes, where this one is 1 bit a rule
+ * in 4 (128 KB for 250,000 rules) and stays in cache. A false "maybe" (~1 in 10 when every rule names
+ * an address) only costs the probe.
+ */
+export class KeyFilter {
+  readonly bits: Int32Array;
+  private readonly mask: number;
+
+  /** `bits`: a filter's own, from an image (its length a power of two). */
+  constructor(expected: number, bits?: Int32Array) {
+    let words = 2;
+    while (words * 32 < expected * 4 && words < 1 << 16) words *= 2; // at most 2^21 bits (256 KB)
+    if (bits && (bits.length < 2 || (bits.length & (bits.length - 1)) !== 0)) throw new Error(`KeyFilter: an image of ${bits.length} words`);
+    this.bits = bits ?? new Int32Array(words);
+    this.mask = this.bits.length * 32 - 1;
+  }
+
+  add(tag: number, key: number): void {
+    const h = hash(0, tag, key) & this.mask;
+    this.bits[h >>> 5]! |= 1 << (h & 31);
+  }
+
+  /** false: no rule names the key; true: maybe one does. */
+  has(tag: number, key: number): boolean {
+    const h = hash(0, tag, key) & this.mask;
+    return ((this.bits[h >>> 5]! >>> (h & 31)) & 1) === 1;
+  }
+}

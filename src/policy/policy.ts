@@ -22,7 +22,7 @@ import { ByteDict, HASH_SEED, equalBytes, mix, step, utf8, type ByteDictImage } 
 import { IdSet } from './ids.js';
 import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
-import { PairTable, TAG } from './pairs.js';
+import { KeyFilter, PairTable, TAG } from './pairs.js';
 import { AppNumbers, ObjectInput, isInput } from './inputs.js';
 import { canonicalUrl, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable, type TableImage } from './table.js';
@@ -75,6 +75,7 @@ export interface PolicyImage {
   appHas: Uint8Array;
   appAny: Int32Array;
   pairs: Int32Array;
+  ip4Keys: Int32Array;
   table: TableImage;
   /** Each rule as JSON, UTF-8, one after another; rule i ends at ruleEnds[i]. */
   ruleText: Uint8Array;
@@ -105,6 +106,7 @@ export class Policy {
   private appCount = 0;
   private readonly appHas: Uint8Array; // HAS bits per application
   private readonly appAny: Int32Array; // rules with endpoint `any`, per application
+  private readonly ip4Keys: KeyFilter; // IPv4 addresses and networks some rule names
   private readonly cidr4Lens = new Map<number, number[]>(); // per application, longest first
   private readonly cidr6Lens = new Map<number, number[]>();
   // destination strings -> destination numbers
@@ -148,6 +150,7 @@ export class Policy {
     this.defaultVerdict = defaultVerdict(mode);
     this.table = table ?? new RuleTable(size);
     this.pairs = new PairTable(size, img?.pairs);
+    this.ip4Keys = new KeyFilter(size, img?.ip4Keys);
     this.appHas = img?.appHas ?? new Uint8Array(size + 1);
     this.appAny = img?.appAny ?? new Int32Array(size + 1).fill(NONE);
     const d = img?.dicts;
@@ -190,6 +193,7 @@ export class Policy {
       cidrLens,
       appHas: this.appHas,
       appAny: this.appAny,
+      ip4Keys: this.ip4Keys.bits,
       pairs: this.pairs.image,
       table: this.table.toImage(),
     };
@@ -383,14 +387,20 @@ export class Policy {
         put(HAS.wildcard, TAG.wild, c.keyBytes ? this.suffixes.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.suffixes.intern(e.suffix));
         break;
       case 'ip':
-        if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
+        if (typeof e.key === 'number') {
+          this.ip4Keys.add(TAG.ip4, e.key | 0);
+          put(HAS.ip4, TAG.ip4, e.key | 0);
+        }
         else put(HAS.ip6, TAG.ip6, this.keys6.intern(e.key));
         break;
       case 'cidr': {
         const lens = e.v === 4 ? this.cidr4Lens : this.cidr6Lens;
         const l = lens.get(app) ?? [];
         if (!l.includes(e.len)) lens.set(app, [...l, e.len].sort((x, y) => y - x));
-        if (e.v === 4) put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
+        if (e.v === 4) {
+          this.ip4Keys.add(TAG.cidr4 + e.len, (e.key as number) | 0);
+          put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
+        }
         else put(HAS.cidr6, TAG.cidr6 + e.len, this.keys6.intern(e.key as string));
         break;
       }
@@ -535,9 +545,13 @@ export class Policy {
     const n = this.ip4;
     let r = NONE;
     if (n >= 0) {
-      if ((has & HAS.ip4) !== 0 && (r = t.first(this.pairs.get(app, TAG.ip4, n | 0), flow, now)) !== NONE) return r;
+      const keys = this.ip4Keys;
+      if ((has & HAS.ip4) !== 0 && keys.has(TAG.ip4, n | 0) && (r = t.first(this.pairs.get(app, TAG.ip4, n | 0), flow, now)) !== NONE) return r;
       if ((has & HAS.cidr4) !== 0) {
-        for (const len of this.cidr4Lens.get(app)!) if ((r = t.first(this.pairs.get(app, TAG.cidr4 + len, maskV4(n, len) | 0), flow, now)) !== NONE) return r;
+        for (const len of this.cidr4Lens.get(app)!) {
+          const key = maskV4(n, len) | 0;
+          if (keys.has(TAG.cidr4 + len, key) && (r = t.first(this.pairs.get(app, TAG.cidr4 + len, key), flow, now)) !== NONE) return r;
+        }
       }
     } else if (this.ip6) {
       const { w, keys } = this.ip6;
