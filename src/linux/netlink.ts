@@ -20,6 +20,9 @@ const c = {
   poll: libc.func('int poll(void *, unsigned long, int)'),
   strerror: libc.func('const char *strerror(int)'),
   setns: libc.func('int setns(int, int)'),
+  pipe2: libc.func('int pipe2(void *fds, int flags)'),
+  write: libc.func('intptr_t write(int, void *, size_t)'),
+  read: libc.func('intptr_t read(int, void *, size_t)'),
 };
 
 export const AF_NETLINK = 16;
@@ -187,6 +190,44 @@ export function checkAck(b: Buffer, off: number, what: string): void {
 }
 
 const POLLIN = 1;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * A pipe that wakes a thread blocked in pollSync() on its `fd` (with its other fds): a byte written
+ * by wake(), read by the woken thread with drainPipe(fd). Both ends non-blocking: a full pipe wakes already.
+ */
+export class Waker {
+  readonly fd: number; // the end to poll
+  private readonly writeFd: number;
+  private readonly one = Buffer.alloc(1);
+  private closed = false;
+
+  constructor() {
+    const fds = new Int32Array(2);
+    check('pipe2', c.pipe2(fds, O_NONBLOCK | O_CLOEXEC) as number);
+    this.fd = fds[0]!;
+    this.writeFd = fds[1]!;
+  }
+
+  wake(): void {
+    if (!this.closed) c.write(this.writeFd, this.one, 1); // EAGAIN: full, so the poll wakes anyway
+  }
+
+  /** Closes both ends (once the polling thread is gone); wake() then does nothing, not write to a reused fd. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    c.close(this.fd);
+    c.close(this.writeFd);
+  }
+}
+
+/** Reads whatever Waker.wake() wrote to the pipe end `fd`. */
+export function drainPipe(fd: number): void {
+  const b = Buffer.alloc(64);
+  while ((c.read(fd, b, b.length) as number) > 0);
+}
 
 /**
  * Blocks until one of `fds` is readable or `timeoutMs` passes: the number readable, 0 on timeout,

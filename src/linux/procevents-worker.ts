@@ -1,21 +1,22 @@
 /**
- * The process events thread (see ProcEvents): blocks in recv on the connector socket, reads every
+ * The process events thread (see ProcEvents): blocks in poll() on the connector socket, reads every
  * new process from /proc the moment its fork or exec is heard, and posts the events in batches.
  * Each batch says up to when it is complete (`upTo`: every event the kernel sent before that time
- * is in it or an earlier batch), and when the agent waits for a time (`want`) an empty batch says
- * once that time is passed.
+ * is in it or an earlier batch). When the agent waits for a time (`want`, with a byte on the wake
+ * pipe), the thread sleeps until then at most, and an empty batch says once that time is passed.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { drainPipe, pollSync } from './netlink.js';
 import { monotonicMs } from './nfqueue.js';
 import { EventSocket, type ProcEvent } from './procevents.js';
 import { readSeen } from './procs.js';
 
-/** How often the blocked receive wakes to see the stop flag and the time the agent waits for. */
-export const RECV_WAIT_MS = 10;
+/** The longest sleep when nothing is waited for: a few wake-ups a second on an idle machine. */
+const IDLE_MS = 200;
 const BATCH = 256;
 
 const port = parentPort!;
-const { stopFlag, want } = workerData as { stopFlag: Int32Array; want: BigInt64Array };
+const { stopFlag, want, wakeFd } = workerData as { stopFlag: Int32Array; want: BigInt64Array; wakeFd: number };
 
 let sock: EventSocket | undefined;
 try {
@@ -55,8 +56,10 @@ while (sock && Atomics.load(stopFlag, 0) === 0) {
     events = [];
   }
   if (upTo) {
-    const n = sock.receive(RECV_WAIT_MS);
-    if (n) sock.parse(n, push);
+    // Asleep until an event, a wake-up (a new time waited for, or stop), or the time waited for.
+    const until = wanted > posted ? Math.ceil((wanted - upTo) / 1000) : IDLE_MS;
+    pollSync([sock.fd, wakeFd], Math.max(0, Math.min(IDLE_MS, until)));
+    drainPipe(wakeFd);
   }
 }
 sock?.close();

@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { NETLINK_CONNECTOR, NLMSG_DONE, NetlinkSocket, inNetns, writeHeader } from './netlink.js';
+import { NETLINK_CONNECTOR, NLMSG_DONE, NetlinkSocket, Waker, inNetns, writeHeader } from './netlink.js';
 import { statFields, type SeenProcess } from './procs.js';
 
 const CN_IDX_PROC = 1;
@@ -41,7 +41,7 @@ export class ProcEvents {
   private upTo = 0;
   private waiters: { t: number; resolve: () => void; timer: NodeJS.Timeout }[] = [];
 
-  private constructor(private readonly worker: Worker, private readonly stopFlag: Int32Array, private readonly want: BigInt64Array) {}
+  private constructor(private readonly worker: Worker, private readonly stopFlag: Int32Array, private readonly want: BigInt64Array, private readonly waker: Waker) {}
 
   /**
    * Starts the worker; rejects with every reason why no namespace delivered events. `onFailure`
@@ -50,7 +50,8 @@ export class ProcEvents {
   static start(onEvents: (events: ProcEvent[]) => void, onFailure: (e: Error) => void): Promise<ProcEvents> {
     const stopFlag = new Int32Array(new SharedArrayBuffer(4));
     const want = new BigInt64Array(new SharedArrayBuffer(8));
-    const worker = new Worker(new URL('./procevents-worker.js', import.meta.url), { workerData: { stopFlag, want } });
+    const waker = new Waker();
+    const worker = new Worker(new URL('./procevents-worker.js', import.meta.url), { workerData: { stopFlag, want, wakeFd: waker.fd } });
     return new Promise((resolve, reject) => {
       let self: ProcEvents | undefined;
       const failed = (e: Error): void => (self ? onFailure(e) : reject(e));
@@ -59,10 +60,11 @@ export class ProcEvents {
         if (m.events) {
           if (m.events.length) onEvents(m.events);
           if (m.upTo) self?.caughtUpTo(m.upTo);
-        } else if (m.ready) resolve((self = new ProcEvents(worker, stopFlag, want)));
+        } else if (m.ready) resolve((self = new ProcEvents(worker, stopFlag, want, waker)));
         else if (m.failed) reject(new Error(m.failed));
       });
       worker.once('exit', () => {
+        waker.close();
         self?.caughtUpTo(Infinity); // no event will come: nobody waits for one
         if (!Atomics.load(stopFlag, 0)) failed(new Error('the process events thread exited'));
       });
@@ -77,7 +79,10 @@ export class ProcEvents {
   caughtUp(t: number, capMs: number): Promise<void> {
     if (t <= this.upTo) return Promise.resolve();
     const us = BigInt(Math.ceil(t * 1000));
-    if (Atomics.load(this.want, 0) < us) Atomics.store(this.want, 0, us);
+    if (Atomics.load(this.want, 0) < us) {
+      Atomics.store(this.want, 0, us);
+      this.waker.wake(); // it may be asleep until its next event: it then sleeps until `t` only
+    }
     return new Promise((resolve) => {
       const w = { t, resolve, timer: setTimeout(() => { this.waiters = this.waiters.filter((x) => x !== w); resolve(); }, capMs) };
       this.waiters.push(w);
@@ -95,10 +100,11 @@ export class ProcEvents {
     });
   }
 
-  /** Stops the worker (its receive wakes at least every RECV_WAIT_MS to see the flag); whoever waits is let go. */
+  /** Stops the worker; whoever waits is let go. */
   async stop(): Promise<void> {
     this.caughtUpTo(Infinity);
     if (Atomics.exchange(this.stopFlag, 0, 1)) return;
+    this.waker.wake();
     if (this.worker.threadId < 0) return; // exited already
     await new Promise((r) => { this.worker.once('exit', r); });
   }
@@ -158,6 +164,10 @@ export class EventSocket {
     let heard = false;
     for (let n = this.receive(100); n > 0 && !heard; n = this.receive(0)) this.parse(n, () => { heard = true; });
     return heard;
+  }
+
+  get fd(): number {
+    return this.sock.fd;
   }
 
   /** Waits up to `waitMs` (0: not at all) for a message; its byte count, 0 if none. */

@@ -59,6 +59,16 @@ test('caughtUp(t) resolves only once every event sent before t has been handed o
     const late = performance.now();
     await events.caughtUp(monotonicMs() + 200, 5000);
     assert.ok(performance.now() - late >= 199, 'a time still to come is waited for');
+    for (const h of hogs) h.kill();
+    await new Promise((r) => setTimeout(r, 500)); // their exits heard
+    // No process starts or exits now: the thread, asleep until its next event (200 ms at most), is
+    // woken to see the time waited for
+    for (let i = 0; i < 5; i++) {
+      const soon = performance.now();
+      await events.caughtUp(monotonicMs() + 5, 5000);
+      const took = performance.now() - soon;
+      assert.ok(took < 80, `a time 5 ms ahead is waited for until then, not until the thread's idle wake-up (${took.toFixed(0)} ms)`);
+    }
     const capped = performance.now();
     await events.caughtUp(monotonicMs() + 60_000, 100);
     assert.ok(performance.now() - capped < 1000, 'the cap lets go');
