@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     const baseLight = load(net, '1', '2');
     console.log(`  no queue        ${fmt(base)}`);
 
-    const agent = await net.start(net.client, [process.execPath, ...COMMAND_NODE_FLAGS, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
+    const agent = await net.start(net.client, [process.execPath, ...COMMAND_NODE_FLAGS, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--loop-stats', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
     let log = '';
     agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     const cpu0 = cpuSeconds(agent.pid!);

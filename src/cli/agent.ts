@@ -23,6 +23,7 @@ interface AgentFlags extends CacheFlags {
   askTimeout: number;
   askDefault: Action;
   verbose?: boolean;
+  loopStats?: boolean;
   monitor?: boolean;
   queueBuffer?: number;
 }
@@ -41,7 +42,8 @@ export function agentCommands(program: Command): void {
     .option('--ask-timeout <ms>', 'ask mode: how long a connection waits for an answer', int(1, 3_600_000), 30_000)
     .option('--ask-default <allow|block>', 'ask mode: the action when nobody answers', oneOf('allow', 'block'), 'block')
     .option('--monitor', 'observe connections and record what the verdict would be; block nothing (the default without root)')
-    .option('--verbose', 'print every decision'))
+    .option('--verbose', 'print every decision')
+    .option('--loop-stats', 'measure how late the event loop runs (a 5 ms timer) and print it at stop'))
     .action(async (o: AgentFlags) => {
       if (!isRoot && !o.monitor) {
         console.error('tollgate agent: not root, so nothing can be blocked: running in monitor mode (observe and record only). Run with sudo to enforce.');
@@ -56,7 +58,7 @@ export function agentCommands(program: Command): void {
       const agent = new Agent({
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
-        log: (l) => console.error(l), verbose: !!o.verbose, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
+        log: (l) => console.error(l), verbose: !!o.verbose, loopStats: !!o.loopStats, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
         onFatal: (e) => fatal?.(e), cacheDir: cacheDir(o),
         ...(o.queueBuffer ? { queueBuffer: o.queueBuffer } : {}),
       });
@@ -82,8 +84,9 @@ export function agentCommands(program: Command): void {
       await agent.stop();
       const { received, written } = agent.auditCounts;
       const lag = agent.loopLag;
-      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written, ${agent.stats.errors} errors; event loop late p99 ${lag.p99Ms.toFixed(1)} ms, max ${lag.maxMs.toFixed(1)} ms`);
-      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, procScans: agent.procScans, auditWritten: written, loopP99Ms: lag.p99Ms, loopMaxMs: lag.maxMs })}`);
+      const late = lag ? `; event loop late p99 ${lag.p99Ms.toFixed(1)} ms, max ${lag.maxMs.toFixed(1)} ms` : '';
+      console.error(`tollgate agent: stopped; ${agent.stats.decisions} decisions, ${written}/${received} audit rows written, ${agent.stats.errors} errors${late}`);
+      console.error(`tollgate agent: stats ${JSON.stringify({ ...agent.stats, procScans: agent.procScans, auditWritten: written, ...(lag ? { loopP99Ms: lag.p99Ms, loopMaxMs: lag.maxMs } : {}) })}`);
     });
 
   program

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -93,6 +93,18 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.equal(r.code, 7, what);
     assert.ok(r.ms < 1500, `blocked connections fail fast, took ${Math.round(r.ms)} ms`);
   };
+
+  test('an idle agent sleeps: its threads wake a few dozen times a second at most', async () => {
+    // A laptop's agent mostly waits. A 5 ms event-loop timer once woke it 200 times a second.
+    const wakeups = (): number => readdirSync(`/proc/${agent!.pid}/task`).reduce((n, t) => {
+      const status = readFileSync(`/proc/${agent!.pid}/task/${t}/status`, 'utf8');
+      return n + Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
+    }, 0);
+    const before = wakeups();
+    await new Promise((r) => setTimeout(r, 2000));
+    const perSecond = (wakeups() - before) / 2;
+    assert.ok(perSecond < 80, `${perSecond} wake-ups a second`);
+  });
 
   test('rule by full path blocks curl, not node, over IPv4 and IPv6', () => {
     refused(curl('http://10.77.0.2:8080/'));
