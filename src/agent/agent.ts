@@ -55,11 +55,13 @@ type Conn = Pick<Tuple, 'protocol' | 'src' | 'sport' | 'dst' | 'dport'>;
 
 const MONITOR_POLL_MS = 100;
 /**
- * A packet whose socket is already closed waits until the process events thread has handed over
- * every event the kernel sent up to this long after the socket was found gone: its sender's exit
- * follows the close within microseconds, unless the exiting process is preempted in between. Not
- * "until some exit of that uid is heard": an earlier exit could then be taken for the sender's.
- * (A fixed 50 ms wait was not enough: with the CPUs busy the events thread lagged further.)
+ * A packet whose process is gone (its socket closed, or no process holding it) waits until the
+ * process events thread has handed over every event the kernel sent up to this long after that was
+ * found: the sender's exit event comes before (a process whose other threads close its sockets as
+ * they exit) or microseconds after (a single thread's close, then its exit), unless the exiting
+ * process is preempted in between. Not "until some exit of that uid is heard": an earlier exit could
+ * then be taken for the sender's. (A fixed 50 ms wait was not enough: with the CPUs busy the events
+ * thread lagged further.)
  */
 const EXIT_AFTER_CLOSE_MS = 20;
 /** The longest such a packet waits, should the events thread lag further still or stop. */
