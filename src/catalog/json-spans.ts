@@ -32,7 +32,7 @@ export class Spans {
 
   /** Room for rule i, the next one: its spans -1 (absent) until found. */
   make(i: number): void {
-    // One fill per chunk: a fill() per rule was ~40% of a scan (a builtin call for 16 ints).
+    // One fill per chunk: a fill() per rule was ~40% of a scan (a builtin call for a few ints).
     if (i >>> CHUNK_BITS === this.chunks.length) this.chunks.push(new Int32Array(CHUNK * STRIDE).fill(-1));
   }
 
@@ -114,24 +114,12 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   return { head, spans, count: n, parsed };
 }
 
-const FIELD_KEYS = PLAIN_FIELDS.map((k) => Buffer.from(k, 'latin1'));
 // SPAN offset of each of PLAIN_FIELDS' values (-1: not kept: the action and protocol are coded, a
 // note is only checked to be a plain string)
 const FIELD_SPAN = PLAIN_FIELDS.map((k) => (k === 'note' || k === 'action' || k === 'protocol' ? -1 : SPAN[k]));
 const PORT = PLAIN_FIELDS.indexOf('port');
 const ACTION = PLAIN_FIELDS.indexOf('action');
 const PROTOCOL = PLAIN_FIELDS.indexOf('protocol');
-
-/** Position in PLAIN_FIELDS of the key b[s..e), or -1. */
-function fieldOf(b: Uint8Array, s: number, e: number): number {
-  next: for (let k = 0; k < FIELD_KEYS.length; k++) {
-    const key = FIELD_KEYS[k]!;
-    if (key.length !== e - s) continue;
-    for (let j = 0; j < key.length; j++) if (b[s + j] !== key[j]) continue next;
-    return k;
-  }
-  return -1;
-}
 
 class Scanner {
   i = 0;
@@ -241,7 +229,7 @@ class Scanner {
       if (b[this.i] !== 34) return false;
       const keyPlain = this.string();
       if (keyPlain < 0) return false;
-      const k = keyPlain === 1 ? fieldOf(b, ks, this.i - 1) : -1;
+      const k = keyPlain === 1 ? wordCode(b, ks, this.i - 1, PLAIN_FIELDS) - 1 : -1; // its position in PLAIN_FIELDS
       // unknown (compileRule refuses it) or twice (JSON.parse keeps the last): not plain
       if (k < 0 || (seen & (1 << k)) !== 0) f[o + SPAN.plain] = 0;
       else seen |= 1 << k;

@@ -73,7 +73,7 @@ export function compileRuleBytes(b: Uint8Array, f: Int32Array, o: number, cache:
   let len = 0;
   const epS = f[o + SPAN.endpoint]!;
   const epE = f[o + SPAN.endpoint + 1]!;
-  if (epS >= 0 && word(b, epS, epE) !== 'any') {
+  if (epS >= 0 && !isAny(b, epS, epE)) {
     if (epE - epS > 2 && b[epS] === 42 && b[epS + 1] === 46 && isPlainHost(b, epS + 2, epE)) {
       endpoint = WILDCARD; // *.name
       keyStart = epS + 2;
@@ -102,7 +102,7 @@ export function compileRuleBytes(b: Uint8Array, f: Int32Array, o: number, cache:
       for (let k = pS; k < pE; k++) portLo = portLo * 10 + b[k]! - 48;
       if (portLo < 1 || portLo > 65535) return null;
       portHi = portLo;
-    } else if (word(b, pS, pE) !== 'any') {
+    } else if (!isAny(b, pS, pE)) {
       const p = parsePort(latin1(pS, pE));
       if (typeof p === 'string') return null;
       [portLo, portHi] = p;
@@ -159,7 +159,7 @@ export function wordCode(b: Uint8Array, s: number, e: number, words: readonly st
 }
 
 const ANY_WORD = ['any'];
-const word = (b: Uint8Array, s: number, e: number): 'any' | '' => (wordCode(b, s, e, ANY_WORD) === 1 ? 'any' : '');
+const isAny = (b: Uint8Array, s: number, e: number): boolean => wordCode(b, s, e, ANY_WORD) === 1;
 
 /** b[s..e) as a string (ASCII). */
 export type TextOf = (s: number, e: number) => string;
