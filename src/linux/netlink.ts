@@ -223,10 +223,11 @@ export class Waker {
   }
 }
 
-/** Reads whatever Waker.wake() wrote to the pipe end `fd`. */
+const drained = Buffer.alloc(64);
+
+/** Reads whatever Waker.wake() wrote to the pipe end `fd` (the polling thread does, each time it wakes). */
 export function drainPipe(fd: number): void {
-  const b = Buffer.alloc(64);
-  while ((c.read(fd, b, b.length) as number) > 0);
+  while ((c.read(fd, drained, drained.length) as number) > 0);
 }
 
 /**
