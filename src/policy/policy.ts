@@ -373,6 +373,7 @@ export class Policy {
     const e = c.endpoint;
     const put = (has: number, tag: number, dest: number): void => {
       this.appHas[app]! |= has;
+      if ((has & (HAS.ip4 | HAS.cidr4)) !== 0) this.ip4Keys.add(tag, dest); // every IPv4 key in the pair table
       this.pairs.set(app, tag, dest, this.table.join(this.pairs.get(app, tag, dest), i));
     };
     switch (e.kind) {
@@ -387,20 +388,14 @@ export class Policy {
         put(HAS.wildcard, TAG.wild, c.keyBytes ? this.suffixes.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.suffixes.intern(e.suffix));
         break;
       case 'ip':
-        if (typeof e.key === 'number') {
-          this.ip4Keys.add(TAG.ip4, e.key | 0);
-          put(HAS.ip4, TAG.ip4, e.key | 0);
-        }
+        if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
         else put(HAS.ip6, TAG.ip6, this.keys6.intern(e.key));
         break;
       case 'cidr': {
         const lens = e.v === 4 ? this.cidr4Lens : this.cidr6Lens;
         const l = lens.get(app) ?? [];
         if (!l.includes(e.len)) lens.set(app, [...l, e.len].sort((x, y) => y - x));
-        if (e.v === 4) {
-          this.ip4Keys.add(TAG.cidr4 + e.len, (e.key as number) | 0);
-          put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
-        }
+        if (e.v === 4) put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
         else put(HAS.cidr6, TAG.cidr6 + e.len, this.keys6.intern(e.key as string));
         break;
       }
