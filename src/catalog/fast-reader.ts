@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SPAN, compileRule, compileRuleBytes, equalBytes, hashBytes, idHash, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
-import { parseCatalog, readOrSay, type Catalog } from './file.js';
+import { parseCatalogRows, readOrSay, type Catalog } from './file.js';
+import { NuAppInput } from './nuapp.js';
 import { scanCatalog, type Spans } from './json-spans.js';
 
 /** A catalog to compile: its head, its rules (objects, or bytes for a compile), the SHA-256 of its bytes. */
@@ -18,17 +19,22 @@ export type CompilableCatalog = Omit<Catalog, 'rules'> & { rules: readonly unkno
 /**
  * Reads a catalog to compile it, with the SHA-256 of exactly the bytes it parsed (the key of its
  * compiled-policy image: a hash of a second read could be of an edited file). A Tollgate JSON catalog
- * comes as CatalogRules; other formats, and JSON this reader gives up on, as parseCatalog() reads them.
+ * comes as CatalogRules, a NuAppFirewall one as NuAppInput; other formats, and JSON this reader gives
+ * up on, as parseCatalog() reads them.
  */
 export function readCatalogToCompile(path: string): CompilableCatalog {
   let bytes: Buffer | null = readOrSay(path, () => readFileSync(path));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const fast = scanCatalog(bytes, path);
   if (fast) return { ...fast.head, rules: new CatalogRules(bytes, fast.spans, fast.count, fast.parsed), sha256 };
-  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return { ...parseCatalog(bytes, path), sha256 };
+  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return toCompile(parseCatalogRows(bytes, path), sha256);
   const text = bytes.toString('utf8');
   bytes = null; // garbage while the text is parsed (~30 MB less at the peak of a big catalog), as in readCatalog
-  return { ...parseCatalog(text, path), sha256 };
+  return toCompile(parseCatalogRows(text, path), sha256);
+}
+
+function toCompile({ rules, ...head }: ReturnType<typeof parseCatalogRows>, sha256: string): CompilableCatalog {
+  return { ...head, rules: Array.isArray(rules) ? rules : new NuAppInput(rules), sha256 };
 }
 
 /** A catalog's rules as its bytes and their spans: compiled by policy/rule-bytes.ts, or parsed and compiled by compileRule(). */

@@ -10,7 +10,7 @@ import * as plist from 'plist';
 import { z } from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
-import { fromNuApp, fromNuAppLegacy, nuAppUnsupported, NuCatalog, NuLegacyCatalog, toNuApp } from './nuapp.js';
+import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, NuCatalog, NuLegacyCatalog, toNuApp, type NuAppRows } from './nuapp.js';
 
 /** plist ships parseBinary but its type definitions do not declare it. */
 type BinaryPlist = { parseBinary(data: Buffer): unknown };
@@ -45,6 +45,12 @@ function zodProblem(e: z.ZodError): string {
 
 /** Decode a catalog from text or bytes; `name` is used in error messages. A binary PLIST must come as bytes. */
 export function parseCatalog(data: Buffer | string, name: string): Catalog {
+  const { rules, ...head } = parseCatalogRows(data, name);
+  return { ...head, rules: Array.isArray(rules) ? rules : rules.rules() };
+}
+
+/** parseCatalog(), with a NuAppFirewall catalog's rules as columns (NuAppRows), for a compile. */
+export function parseCatalogRows(data: Buffer | string, name: string): Omit<Catalog, 'rules'> & { rules: Rule[] | NuAppRows } {
   let doc: unknown;
   let encoding: Encoding;
   const text = (): string => (typeof data === 'string' ? data : data.toString('utf8'));
@@ -75,13 +81,13 @@ export function parseCatalog(data: Buffer | string, name: string): Catalog {
   if (firstEntry && 'endpoints' in firstEntry) {
     const r = NuLegacyCatalog.safeParse(doc);
     if (!r.success) throw new CatalogError(`${name}: not a valid NuAppFirewall (legacy) catalog: ${zodProblem(r.error)}`);
-    return { format: 'nuapp-legacy', encoding, rules: fromNuAppLegacy(r.data) };
+    return { format: 'nuapp-legacy', encoding, rules: nuAppLegacyRows(r.data) };
   }
   const r = NuCatalog.safeParse(doc);
   if (!r.success) {
     throw new CatalogError(`${name}: neither a Tollgate catalog ("format": "${TOLLGATE_FORMAT}") nor a NuAppFirewall catalog: ${zodProblem(r.error)}`);
   }
-  return { format: 'nuapp', encoding, rules: fromNuApp(r.data) };
+  return { format: 'nuapp', encoding, rules: nuAppRows(r.data) };
 }
 
 function decode(fn: () => unknown, name: string, what: string): unknown {

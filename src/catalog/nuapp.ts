@@ -12,7 +12,7 @@
  * boundaries only, so "/Arc.app" does not match "/Arcade.app" here.
  */
 import { z } from 'zod';
-import { parseApplication, parseEndpoint, parsePort, type Rule } from '../policy/index.js';
+import { compileRule, parseApplication, parseEndpoint, parsePort, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 
 const ROOT_DIRS = new Set([
@@ -42,17 +42,105 @@ export function keyToApplication(key: string): string {
   return parts.length === 2 || !ROOT_DIRS.has(parts[1]!) ? '*' + key : key;
 }
 
-export function fromNuApp(doc: z.infer<typeof NuCatalog>): Rule[] {
-  const rules: Rule[] = [];
+/**
+ * NuAppFirewall's rules as columns: an action and an application per catalog entry, an endpoint
+ * (and, in the current format, a port) per rule. Rule objects are made from them on demand: the
+ * 153,128 rule objects of the legacy catalog, each with its own id string, held for a whole load,
+ * were ~15% of that load in GC (they outlive the young generation), for objects the compile reads
+ * once and a verdict rarely asks for again.
+ */
+export class NuAppRows {
+  private readonly actions: string[] = [];
+  private readonly apps: string[] = [];
+  private readonly entryOf: number[] = [];
+  private readonly endpoints: string[] = [];
+  private readonly ports: string[] | null;
+
+  constructor(withPorts: boolean) {
+    this.ports = withPorts ? [] : null;
+  }
+
+  get length(): number {
+    return this.endpoints.length;
+  }
+
+  entry(action: string, application: string): void {
+    this.actions.push(action);
+    this.apps.push(application);
+  }
+
+  /** A rule of the last entry. */
+  push(endpoint: string, port?: string): void {
+    this.entryOf.push(this.actions.length - 1);
+    this.endpoints.push(endpoint);
+    this.ports?.push(port!);
+  }
+
+  /** Rule i as a Tollgate rule, its id `nuapp-<i + 1>`: unique, so a compile has no duplicate to look for. */
+  rule(i: number): Rule {
+    const e = this.entryOf[i]!;
+    const r: Rule = { id: `nuapp-${i + 1}`, action: this.actions[e] as Rule['action'], application: this.apps[e]!, endpoint: this.endpoints[i]! };
+    if (this.ports) r.port = this.ports[i]!;
+    return r;
+  }
+
+  rules(): Rule[] {
+    return Array.from({ length: this.length }, (_, i) => this.rule(i));
+  }
+}
+
+/** NuAppRows as a compile's input: each rule object made, compiled and dropped while still young. */
+export class NuAppInput implements RuleInput {
+  constructor(private readonly rows: NuAppRows) {}
+
+  get length(): number {
+    return this.rows.length;
+  }
+
+  compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
+    return compileRule(this.rows.rule(i), i, cache);
+  }
+
+  idHash(): undefined {
+    return undefined; // ids are made unique (rule()): nothing to look for
+  }
+
+  sameId(i: number, j: number): boolean {
+    return i === j;
+  }
+
+  id(i: number): string {
+    return `nuapp-${i + 1}`;
+  }
+
+  get source(): RuleSource {
+    const made = new Map<number, Rule>(); // a rule is one object however often a verdict asks for it
+    return {
+      length: this.rows.length,
+      get: (i) => {
+        let r = made.get(i);
+        if (r === undefined) made.set(i, (r = this.rows.rule(i)));
+        return r;
+      },
+      // an image's writer reads every rule once: none kept for it
+      text: (i) => Buffer.from(JSON.stringify(made.get(i) ?? this.rows.rule(i))),
+    };
+  }
+}
+
+export function nuAppRows(doc: z.infer<typeof NuCatalog>): NuAppRows {
+  const rows = new NuAppRows(true);
   for (const [key, entries] of Object.entries(doc)) {
     for (const e of entries) {
-      const application = e.identifier !== 'unknown' ? e.identifier : keyToApplication(key);
-      for (const [endpoint, port] of e.destinations) {
-        rules.push({ id: `nuapp-${rules.length + 1}`, action: e.action as Rule['action'], application, endpoint, port });
-      }
+      rows.entry(e.action, e.identifier !== 'unknown' ? e.identifier : keyToApplication(key));
+      for (const [endpoint, port] of e.destinations) rows.push(endpoint, port);
     }
   }
-  return rules;
+  return rows;
+}
+
+export function fromNuApp(doc: z.infer<typeof NuCatalog>): Rule[] {
+  return nuAppRows(doc).rules();
 }
 
 /** Python list repr of quoted strings, as the legacy generator wrote it: "['a', 'b']". */
@@ -65,19 +153,21 @@ function parsePyList(s: string, where: string): string[] {
   return s.split("'").filter((_, i) => i % 2 === 1);
 }
 
-export function fromNuAppLegacy(doc: z.infer<typeof NuLegacyCatalog>): Rule[] {
-  const rules: Rule[] = [];
+export function nuAppLegacyRows(doc: z.infer<typeof NuLegacyCatalog>): NuAppRows {
+  const rows = new NuAppRows(false);
   for (const [key, entries] of Object.entries(doc)) {
     entries.forEach((e, i) => {
       const where = `"${key}" entry ${i + 1}`;
       if (e.direction !== 'outgoing') throw new CatalogError(`${where}: direction "${e.direction}" is not supported (only outgoing)`);
-      const application = keyToApplication(e.appLocation ?? key);
-      for (const endpoint of parsePyList(e.endpoints, where)) {
-        rules.push({ id: `nuapp-${rules.length + 1}`, action: e.action as Rule['action'], application, endpoint });
-      }
+      rows.entry(e.action, keyToApplication(e.appLocation ?? key));
+      for (const endpoint of parsePyList(e.endpoints, where)) rows.push(endpoint);
     });
   }
-  return rules;
+  return rows;
+}
+
+export function fromNuAppLegacy(doc: z.infer<typeof NuLegacyCatalog>): Rule[] {
+  return nuAppLegacyRows(doc).rules();
 }
 
 /** Why a rule cannot be written in NuAppFirewall's format, or null if it can. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashFile, loadPolicy, reloadPolicy, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
+import { hashFile, loadPolicy, parseCatalog, reloadPolicy, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
 import { InvalidRulesError, Policy, type Flow, type Rule } from '../../src/policy/index.js';
 
 const RULES: Rule[] = JSON.parse(readFileSync(join(import.meta.dirname, '../../../examples/workstation.json'), 'utf8')).rules;
@@ -50,6 +50,33 @@ test('the second load comes from the image and gives every verdict, rule and rea
   assert.deepEqual(second.policy.stats(), first.policy.stats());
   assert.equal(loadPolicy(catalog, 'ask', opts).policy.decide(FLOWS[9]!, Date.parse('2028-01-01')).action, 'ask');
   assert.deepEqual(warnings, []);
+});
+
+test("NuAppFirewall catalogs, current and legacy, load with the rules, ids and verdicts their conversion gives, compiled and from an image", () => {
+  const app = '/Applications/Chat.app/Contents/MacOS/Chat';
+  const current = { [app]: [{ action: 'block', identifier: 'unknown', destinations: [['ads.example', '443'], ['203.0.113.5', 'any']] }], any: [{ action: 'allow', identifier: 'com.acme.chat', destinations: [['chat.example', '443']] }] };
+  const legacy = { [app]: [{ key: app, action: 'allow', appLocation: app, endpoints: "['chat.example', '198.51.100.7']", direction: 'outgoing' }, { key: app, action: 'block', endpoints: "['ads.example']", direction: 'outgoing' }] };
+  const flows: Flow[] = [
+    { app: { path: app }, remote: { ip: '192.0.2.1', hostnames: ['ads.example'] }, port: 443, protocol: 'tcp' },
+    { app: { path: app }, remote: { ip: '203.0.113.5', hostnames: [] }, port: 80, protocol: 'tcp' },
+    { app: { path: app }, remote: { ip: '198.51.100.7', hostnames: [] }, port: 80, protocol: 'tcp' },
+    { app: { id: 'com.acme.chat', path: app }, remote: { ip: '192.0.2.2', hostnames: ['chat.example'] }, port: 443, protocol: 'tcp' },
+  ];
+  for (const doc of [current, legacy]) {
+    const { catalog, opts } = setup();
+    writeFileSync(catalog, JSON.stringify(doc));
+    const rules = parseCatalog(readFileSync(catalog, 'utf8'), catalog).rules;
+    const byObjects = Policy.compile(rules, 'passive-allow');
+    const first = loadPolicy(catalog, undefined, opts);
+    const second = loadPolicy(catalog, undefined, opts);
+    assert.deepEqual([first.from, second.from], ['catalog', 'image']);
+    for (const l of [first, second]) {
+      assert.deepEqual(l.policy.rules, rules);
+      for (const f of flows) assert.deepEqual(l.policy.decide(f, NOW), byObjects.decide(f, NOW));
+    }
+    const v = first.policy.decide(flows[0]!, NOW);
+    assert.equal(v.rule, first.policy.rules.find((r) => r.id === v.rule?.id)); // one object per rule, however it is asked for
+  }
 });
 
 test('an edited catalog is compiled again, never answered by the old image', () => {
