@@ -52,36 +52,49 @@ export function keyToApplication(key: string): string {
 export class NuAppRows {
   private readonly actions: string[] = [];
   private readonly apps: string[] = [];
+  private readonly lists: string[] = []; // legacy: an entry's endpoints as the file has them, "['h1', 'h2']"
   private readonly entryOf: number[] = [];
-  private readonly endpoints: string[] = [];
-  private readonly ports: string[] | null;
+  private readonly endpoints: string[] = []; // current format
+  private readonly ports: string[] = [];
+  private readonly at: number[] = []; // legacy: where rule i's endpoint lies in its entry's list, start and end
 
-  constructor(withPorts: boolean) {
-    this.ports = withPorts ? [] : null;
-  }
+  constructor(private readonly legacy: boolean) {}
 
   get length(): number {
-    return this.endpoints.length;
+    return this.entryOf.length;
   }
 
-  entry(action: string, application: string): void {
+  entry(action: string, application: string, list = ''): void {
     this.actions.push(action);
     this.apps.push(application);
+    this.lists.push(list);
   }
 
-  /** A rule of the last entry. */
-  push(endpoint: string, port?: string): void {
+  /** A rule of the last entry (current format). */
+  push(endpoint: string, port: string): void {
     this.entryOf.push(this.actions.length - 1);
     this.endpoints.push(endpoint);
-    this.ports?.push(port!);
+    this.ports.push(port);
+  }
+
+  /**
+   * A rule of the last entry (legacy): its endpoint is list[start .. end). Offsets, not the item
+   * itself: 153,128 endpoint strings kept for the load were most of what each young-generation GC
+   * had to copy.
+   */
+  pushItem(start: number, end: number): void {
+    this.entryOf.push(this.actions.length - 1);
+    this.at.push(start, end);
   }
 
   /** Rule i as a Tollgate rule, its id `nuapp-<i + 1>`: unique, so a compile has no duplicate to look for. */
   rule(i: number): Rule {
     const e = this.entryOf[i]!;
-    const r: Rule = { id: `nuapp-${i + 1}`, action: this.actions[e] as Rule['action'], application: this.apps[e]!, endpoint: this.endpoints[i]! };
-    if (this.ports) r.port = this.ports[i]!;
-    return r;
+    const action = this.actions[e] as Rule['action'];
+    const application = this.apps[e]!;
+    const id = `nuapp-${i + 1}`;
+    if (this.legacy) return { id, action, application, endpoint: this.lists[e]!.slice(this.at[2 * i], this.at[2 * i + 1]) };
+    return { id, action, application, endpoint: this.endpoints[i]!, port: this.ports[i]! };
   }
 
   rules(): Rule[] {
@@ -129,7 +142,7 @@ export class NuAppInput implements RuleInput {
 }
 
 export function nuAppRows(doc: z.infer<typeof NuCatalog>): NuAppRows {
-  const rows = new NuAppRows(true);
+  const rows = new NuAppRows(false);
   for (const [key, entries] of Object.entries(doc)) {
     for (const e of entries) {
       rows.entry(e.action, e.identifier !== 'unknown' ? e.identifier : keyToApplication(key));
@@ -143,24 +156,28 @@ export function fromNuApp(doc: z.infer<typeof NuCatalog>): Rule[] {
   return nuAppRows(doc).rules();
 }
 
-/** Python list repr of quoted strings, as the legacy generator wrote it: "['a', 'b']". */
-function parsePyList(s: string, where: string): string[] {
+/** Python list repr of quoted strings, as the legacy generator wrote it: "['a', 'b']". Each item's start and end to `item`. */
+function pyListItems(s: string, where: string, item: (start: number, end: number) => void): void {
   if (!/^\[\s*(?:'[^'\\]*'\s*(?:,\s*'[^'\\]*'\s*)*)?\]$/.test(s)) {
     throw new CatalogError(`${where}: endpoints is not a list of quoted strings: ${s.slice(0, 60)}`);
   }
-  // checked above: quotes only delimit items, so every odd piece is an item (matchAll's match objects
-  // were ~40% of the legacy catalog's load garbage)
-  return s.split("'").filter((_, i) => i % 2 === 1);
+  // checked above: quotes only delimit items
+  for (let q = s.indexOf("'"); q >= 0; ) {
+    const end = s.indexOf("'", q + 1);
+    item(q + 1, end);
+    q = s.indexOf("'", end + 1);
+  }
 }
 
 export function nuAppLegacyRows(doc: z.infer<typeof NuLegacyCatalog>): NuAppRows {
-  const rows = new NuAppRows(false);
+  const rows = new NuAppRows(true);
+  const item = (start: number, end: number): void => rows.pushItem(start, end);
   for (const [key, entries] of Object.entries(doc)) {
     entries.forEach((e, i) => {
       const where = `"${key}" entry ${i + 1}`;
       if (e.direction !== 'outgoing') throw new CatalogError(`${where}: direction "${e.direction}" is not supported (only outgoing)`);
-      rows.entry(e.action, keyToApplication(e.appLocation ?? key));
-      for (const endpoint of parsePyList(e.endpoints, where)) rows.push(endpoint);
+      rows.entry(e.action, keyToApplication(e.appLocation ?? key), e.endpoints);
+      pyListItems(e.endpoints, where, item);
     });
   }
   return rows;
