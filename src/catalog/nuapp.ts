@@ -61,6 +61,16 @@ export class NuAppRows {
 
   constructor(private readonly legacy: boolean) {}
 
+  /** The rows as plain data, for another thread (its typed arrays its own, to be moved); fromParts() makes them rows again. */
+  parts(): NuAppParts {
+    const { legacy, actions, apps, lists, n, endpoints, ports } = this;
+    return { legacy, actions, apps, lists, n, endpoints, ports, entryOf: this.entryOf.slice(0, n), at: this.at.slice(0, legacy ? 2 * n : 0) };
+  }
+
+  static fromParts(p: NuAppParts): NuAppRows {
+    return Object.assign(Object.create(NuAppRows.prototype) as NuAppRows, p);
+  }
+
   get length(): number {
     return this.n;
   }
@@ -110,6 +120,18 @@ export class NuAppRows {
   rules(): Rule[] {
     return Array.from({ length: this.length }, (_, i) => this.rule(i));
   }
+}
+
+export interface NuAppParts {
+  legacy: boolean;
+  actions: string[];
+  apps: string[];
+  lists: string[];
+  n: number;
+  entryOf: Int32Array;
+  endpoints: string[];
+  ports: string[];
+  at: Int32Array;
 }
 
 function grown(a: Int32Array): Int32Array {

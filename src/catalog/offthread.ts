@@ -1,15 +1,16 @@
 /**
  * readCatalogToCompile() on a worker thread, for a process whose event loop must keep turning while
  * it reads (the agent's reload): scanning a 29 MB catalog is one ~150 ms call, JSON.parse of one
- * ~300 ms. A Tollgate JSON catalog comes back as its bytes and spans, moved in one message; another
- * format's rules a chunk at a time, each a few ms of decoding here, the next asked for only once the
- * last is taken, so other events run between chunks.
+ * ~300 ms. A Tollgate JSON catalog comes back as its bytes and spans, moved in one message, a
+ * NuAppFirewall one as its columns (NuAppRows); another format's rules a chunk at a time, each a few
+ * ms of decoding here, the next asked for only once the last is taken, so other events run between chunks.
  */
 import { Worker } from 'node:worker_threads';
 import type { Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 import { CatalogRules, type CompilableCatalog } from './fast-reader.js';
 import { Spans } from './json-spans.js';
+import { NuAppInput, NuAppRows, type NuAppParts } from './nuapp.js';
 import type { ReadImage } from './policy-cache.js';
 
 type Head = Omit<CompilableCatalog, 'rules'> & { imageUnusable?: boolean };
@@ -17,6 +18,7 @@ type Message =
   | { warning: string }
   | { image: ReadImage; identity: FileIdentity; sha256: string }
   | { head: Head; bytes: ArrayBuffer; spans: Int32Array[]; count: number }
+  | { head: Head; rows: NuAppParts }
   | { head: Head }
   | { rules: Rule[] }
   | { done: true }
@@ -70,6 +72,7 @@ export function readCatalogOffThread(path: string, signal?: AbortSignal, image?:
       else if ('image' in m) settle(() => resolve(m));
       else if ('error' in m) settle(() => reject(m.catalogError ? new CatalogError(m.error) : new Error(`${path}: ${m.error}`)));
       else if ('done' in m) settle(() => resolve({ ...head!, rules }));
+      else if ('rows' in m) settle(() => resolve({ ...m.head, rules: new NuAppInput(NuAppRows.fromParts(m.rows)) }));
       else if ('bytes' in m) settle(() => resolve({ ...m.head, rules: new CatalogRules(Buffer.from(m.bytes), new Spans(m.spans), m.count) }));
       else {
         if ('head' in m) head = m.head;

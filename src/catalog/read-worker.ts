@@ -8,7 +8,7 @@ import { closeSync, fstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CatalogError } from './errors.js';
-import { parseCatalog, readOrSay } from './file.js';
+import { parseCatalogRows, readOrSay } from './file.js';
 import { scanCatalog } from './json-spans.js';
 import { readImageIndex } from './policy-cache.js';
 
@@ -37,7 +37,13 @@ function run(): void {
     const spans = fast.spans.chunks;
     port.postMessage({ head: { ...fast.head, sha256, ...(imageUnusable ? { imageUnusable } : {}) }, bytes: own, spans, count: fast.count }, [own as ArrayBuffer, ...spans.map((c) => c.buffer as ArrayBuffer)]);
   } else {
-    const { rules, ...head } = parseCatalog(bytes.subarray(0, 6).toString('latin1') === 'bplist' ? bytes : bytes.toString('utf8'), path);
+    const { rules, ...head } = parseCatalogRows(bytes.subarray(0, 6).toString('latin1') === 'bplist' ? bytes : bytes.toString('utf8'), path);
+    const full = { ...head, sha256, ...(imageUnusable ? { imageUnusable } : {}) };
+    if (!Array.isArray(rules)) {
+      // NuAppFirewall's: its columns in one message, the typed arrays moved (a few strings a rule fewer to copy than objects)
+      const rows = rules.parts();
+      return port.postMessage({ head: full, rows }, [rows.entryOf.buffer as ArrayBuffer, rows.at.buffer as ArrayBuffer]);
+    }
     let next = 0;
     const send = (): void => {
       if (next >= rules.length) return port.postMessage({ done: true });
@@ -45,7 +51,7 @@ function run(): void {
       next += CHUNK;
     };
     port.on('message', send); // the reader asks for the next chunk when it has taken the last one
-    port.postMessage({ head: { ...head, sha256, ...(imageUnusable ? { imageUnusable } : {}) } });
+    port.postMessage({ head: full });
   }
 }
 

@@ -173,12 +173,16 @@ describe('reading on a worker thread (the agent\'s reload)', () => {
       assert.deepEqual(gotHead, { ...wantHead, sha256: hashFile(file) });
       assert.ok(!Array.isArray(got), 'a Tollgate JSON catalog comes as its bytes');
       assert.deepEqual(Policy.compile(got).rules, want);
-      // another format comes as rule objects
+      // a NuAppFirewall catalog comes as its columns, another format as rule objects (in chunks)
       const nu = join(dir, 'nu.json');
       writeFileSync(nu, JSON.stringify({ '/usr/bin/curl': [{ action: 'block', identifier: 'unknown', destinations: [['example.com', '443'], ['any', 'any']] }] }));
       const { rules: nuRules, sha256: nuHash } = await readCatalogOffThread(nu);
-      assert.deepEqual(nuRules, (await readCatalog(nu)).rules);
+      assert.ok(!Array.isArray(nuRules), 'a NuAppFirewall catalog comes as its columns');
+      assert.deepEqual(Policy.compile(nuRules).rules, (await readCatalog(nu)).rules);
       assert.equal(nuHash, hashFile(nu));
+      const pl = join(dir, 'c.plist');
+      writeFileSync(pl, serializeCatalog(many.slice(0, 2500), { format: 'tollgate', encoding: 'plist' }));
+      assert.deepEqual((await readCatalogOffThread(pl)).rules, (await readCatalog(pl)).rules);
       const bad = join(dir, 'bad.json');
       writeFileSync(bad, '{"format": ');
       for (const path of [bad, join(dir, 'missing.json')]) {

@@ -52,7 +52,7 @@ test('the second load comes from the image and gives every verdict, rule and rea
   assert.deepEqual(warnings, []);
 });
 
-test("NuAppFirewall catalogs, current and legacy, load with the rules, ids and verdicts their conversion gives, compiled and from an image", () => {
+test("NuAppFirewall catalogs, current and legacy, load and reload with the rules, ids and verdicts their conversion gives, compiled and from an image", async () => {
   const app = '/Applications/Chat.app/Contents/MacOS/Chat';
   const current = { [app]: [{ action: 'block', identifier: 'unknown', destinations: [['ads.example', '443'], ['203.0.113.5', 'any']] }], any: [{ action: 'allow', identifier: 'com.acme.chat', destinations: [['chat.example', '443']] }] };
   const legacy = { [app]: [{ key: app, action: 'allow', appLocation: app, endpoints: "['chat.example', '198.51.100.7']", direction: 'outgoing' }, { key: app, action: 'block', endpoints: "['ads.example']", direction: 'outgoing' }] };
@@ -69,8 +69,9 @@ test("NuAppFirewall catalogs, current and legacy, load with the rules, ids and v
     const byObjects = Policy.compile(rules, 'passive-allow');
     const first = loadPolicy(catalog, undefined, opts);
     const second = loadPolicy(catalog, undefined, opts);
-    assert.deepEqual([first.from, second.from], ['catalog', 'image']);
-    for (const l of [first, second]) {
+    const reloaded = await reloadPolicy(catalog, undefined, { ...opts, dir: null }); // read on a worker, compiled in slices
+    assert.deepEqual([first.from, second.from, reloaded.from], ['catalog', 'image', 'catalog']);
+    for (const l of [first, second, reloaded]) {
       assert.deepEqual(l.policy.rules, rules);
       for (const f of flows) assert.deepEqual(l.policy.decide(f, NOW), byObjects.decide(f, NOW));
     }
