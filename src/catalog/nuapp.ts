@@ -174,7 +174,7 @@ export class NuAppInput implements RuleInput {
         return r;
       },
       // an image's writer reads every rule once: none kept for it
-      text: (i) => Buffer.from(JSON.stringify(made.get(i) ?? this.rows.rule(i))),
+      text: (i) => JSON.stringify(made.get(i) ?? this.rows.rule(i)),
     };
   }
 }

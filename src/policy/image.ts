@@ -55,8 +55,9 @@ export class RuleEncoder {
     let out = new Uint8Array(64 * 1024);
     let n = 0;
     for (; this.next < end; this.next++) {
-      const bytes = this.rules.text?.(this.next) ?? null;
-      const json = bytes ? '' : JSON.stringify(this.rules.get(this.next));
+      const t = this.rules.text?.(this.next) ?? null;
+      const bytes = typeof t === 'string' ? null : t;
+      const json = bytes ? '' : (t as string | null) ?? JSON.stringify(this.rules.get(this.next));
       const most = bytes ? bytes.length : json.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
       if (out.length - n < most) {
         const bigger = new Uint8Array(Math.max(out.length * 2, n + most));

@@ -32,8 +32,11 @@ export interface Rule {
 export interface RuleSource {
   readonly length: number;
   get(i: number): Rule;
-  /** Rule i's JSON as UTF-8, where the source has it as is (an image then copies it); null or absent: JSON.stringify(get(i)). */
-  text?(i: number): Uint8Array | null;
+  /**
+   * Rule i's JSON, where the source has it without get(i): as UTF-8 (an image then copies it) or as a
+   * string (a source that makes its rules, and would keep one made by get()); null or absent: JSON.stringify(get(i)).
+   */
+  text?(i: number): Uint8Array | string | null;
 }
 
 /**
