@@ -6,14 +6,12 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
-import * as plist from 'plist';
-import { z } from 'zod';
+import type * as Plist from 'plist';
+import type * as Zod from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
-import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, NuCatalog, NuLegacyCatalog, toNuApp, type NuAppRows } from './nuapp.js';
-
-/** plist ships parseBinary but its type definitions do not declare it. */
-type BinaryPlist = { parseBinary(data: Buffer): unknown };
+import { plist, zod } from './lazy.js';
+import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, nuSchemas, toNuApp, type NuAppRows } from './nuapp.js';
 
 export type CatalogFormat = 'tollgate' | 'nuapp' | 'nuapp-legacy';
 export type Encoding = 'json' | 'plist';
@@ -30,14 +28,33 @@ export interface Catalog {
 export const TOLLGATE_FORMAT = 'tollgate-catalog';
 export const TOLLGATE_VERSION = 1;
 
-const TollgateDoc = z.strictObject({
-  format: z.literal(TOLLGATE_FORMAT),
-  version: z.number().int(),
-  mode: z.enum(MODES as [Mode, ...Mode[]]).optional(),
-  rules: z.array(z.unknown()),
-});
+let tollgateDoc: ReturnType<typeof makeTollgateDoc> | undefined;
 
-function zodProblem(e: z.ZodError): string {
+function makeTollgateDoc() {
+  const z = zod();
+  return z.strictObject({
+    format: z.literal(TOLLGATE_FORMAT),
+    version: z.number().int(),
+    mode: z.enum(MODES as [Mode, ...Mode[]]).optional(),
+    rules: z.array(z.unknown()),
+  });
+}
+
+/**
+ * A Tollgate catalog's head without its schema (zod, lazy.ts) when it is the plainest one, which that
+ * schema takes: the format, this version, a known mode or none, the rules, nothing else. null: ask
+ * parseCatalog(), which says what is wrong, if anything.
+ */
+export function plainTollgateHead(doc: unknown): Omit<Catalog, 'rules'> | null {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return null;
+  const d = doc as Record<string, unknown>;
+  for (const k of Object.keys(d)) if (k !== 'format' && k !== 'version' && k !== 'mode' && k !== 'rules') return null;
+  if (d.format !== TOLLGATE_FORMAT || d.version !== TOLLGATE_VERSION || !Array.isArray(d.rules)) return null;
+  if (d.mode !== undefined && !MODES.includes(d.mode as Mode)) return null;
+  return { format: 'tollgate', encoding: 'json', mode: d.mode as Mode | undefined };
+}
+
+function zodProblem(e: Zod.ZodError): string {
   const i = e.issues[0]!;
   const at = i.path.length ? i.path.map(String).join('.') : '(top level)';
   return `${at}: ${i.message}`;
@@ -58,10 +75,10 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
   if (head.startsWith('bplist')) {
     if (typeof data === 'string') throw new CatalogError(`${name}: a binary PLIST must be read as bytes, not text`);
     encoding = 'plist';
-    doc = decode(() => (plist as unknown as BinaryPlist).parseBinary(data), name, 'binary PLIST');
+    doc = decode(() => plist().parseBinary(data), name, 'binary PLIST');
   } else if (head.startsWith('<')) {
     encoding = 'plist';
-    doc = decode(() => plist.parse(text()), name, 'PLIST');
+    doc = decode(() => plist().parse(text()), name, 'PLIST');
   } else {
     encoding = 'json';
     doc = decode(() => JSON.parse(text()), name, 'JSON');
@@ -70,7 +87,7 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
     throw new CatalogError(`${name}: not a catalog: expected an object at the top level`);
   }
   if ('format' in doc) {
-    const r = TollgateDoc.safeParse(doc);
+    const r = (tollgateDoc ??= makeTollgateDoc()).safeParse(doc);
     if (!r.success) throw new CatalogError(`${name}: not a valid Tollgate catalog: ${zodProblem(r.error)}`);
     if (r.data.version !== TOLLGATE_VERSION) {
       throw new CatalogError(`${name}: catalog version ${r.data.version} is not supported (this Tollgate reads version ${TOLLGATE_VERSION})`);
@@ -79,11 +96,11 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
   }
   const firstEntry = Object.values(doc).find((v) => Array.isArray(v) && v.length > 0)?.[0] as object | undefined;
   if (firstEntry && 'endpoints' in firstEntry) {
-    const r = NuLegacyCatalog.safeParse(doc);
+    const r = nuSchemas().NuLegacyCatalog.safeParse(doc);
     if (!r.success) throw new CatalogError(`${name}: not a valid NuAppFirewall (legacy) catalog: ${zodProblem(r.error)}`);
     return { format: 'nuapp-legacy', encoding, rules: nuAppLegacyRows(r.data) };
   }
-  const r = NuCatalog.safeParse(doc);
+  const r = nuSchemas().NuCatalog.safeParse(doc);
   if (!r.success) {
     throw new CatalogError(`${name}: neither a Tollgate catalog ("format": "${TOLLGATE_FORMAT}") nor a NuAppFirewall catalog: ${zodProblem(r.error)}`);
   }
@@ -142,10 +159,10 @@ export function serializeCatalog(rules: readonly Rule[], opts: WriteOptions): st
       );
     }
     const doc = toNuApp(rules);
-    return opts.encoding === 'plist' ? plist.build(doc) + '\n' : JSON.stringify(doc, null, 2) + '\n';
+    return opts.encoding === 'plist' ? plist().build(doc) + '\n' : JSON.stringify(doc, null, 2) + '\n';
   }
   const doc = { format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}), rules: rules.map(clean) };
-  return opts.encoding === 'plist' ? plist.build(doc as unknown as plist.PlistValue) + '\n' : tollgateJson(doc);
+  return opts.encoding === 'plist' ? plist().build(doc as unknown as Plist.PlistValue) + '\n' : tollgateJson(doc);
 }
 
 /** One rule per line: readable, diff-friendly, and half the size of fully indented JSON on big catalogs. */

@@ -9,7 +9,7 @@
  * short) makes it give up (null).
  */
 import { ACTION_WORDS, CODES, PLAIN_FIELDS, PROTOCOL_WORDS, SPAN, STRIDE, wordCode } from '../policy/index.js';
-import { parseCatalog, type Catalog } from './file.js';
+import { parseCatalog, plainTollgateHead, type Catalog } from './file.js';
 
 const CHUNK_BITS = 15;
 const CHUNK = 1 << CHUNK_BITS; // rules a chunk of spans (2 MiB)
@@ -98,9 +98,14 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   // read of the whole file (a JSON error's position would be the head's here)
   let head: Omit<Catalog, 'rules'>;
   try {
-    const { rules: none, ...h } = parseCatalog(Buffer.concat([b.subarray(0, rulesAt), Buffer.from('[]'), b.subarray(rulesEnd)]), name);
-    if (h.format !== 'tollgate' || none.length !== 0) return null;
-    head = h;
+    const text = Buffer.concat([b.subarray(0, rulesAt), Buffer.from('[]'), b.subarray(rulesEnd)]);
+    const plain = plainTollgateHead(JSON.parse(text.toString('utf8')));
+    if (plain) head = plain;
+    else {
+      const { rules: none, ...h } = parseCatalog(text, name);
+      if (h.format !== 'tollgate' || none.length !== 0) return null;
+      head = h;
+    }
   } catch {
     return null;
   }

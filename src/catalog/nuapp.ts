@@ -11,30 +11,41 @@
  * NuAppFirewall matches keys as plain substrings of the path; Tollgate matches sub-paths on component
  * boundaries only, so "/Arc.app" does not match "/Arcade.app" here.
  */
-import { z } from 'zod';
+import type * as Zod from 'zod';
 import { compileRule, parseApplication, parseEndpoint, parsePort, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
 import { CatalogError } from './errors.js';
+import { zod } from './lazy.js';
 
 const ROOT_DIRS = new Set([
   'Applications', 'System', 'Library', 'Users', 'Volumes', 'private', 'opt', 'usr', 'bin', 'sbin', 'etc',
   'var', 'tmp', 'home', 'root', 'snap', 'nix', 'srv', 'lib', 'lib64', 'app',
 ]);
 
-export const NuEntry = z.object({
-  action: z.string(),
-  identifier: z.string(),
-  destinations: z.array(z.tuple([z.string(), z.string()])),
-});
-export const NuCatalog = z.record(z.string(), z.array(NuEntry));
+/** The schemas of NuAppFirewall's two formats, made on first use (lazy.ts). */
+export function nuSchemas() {
+  return (schemas ??= makeSchemas());
+}
 
-export const NuLegacyEntry = z.object({
-  key: z.string().optional(),
-  action: z.string(),
-  appLocation: z.string().optional(),
-  endpoints: z.string(),
-  direction: z.string(),
-});
-export const NuLegacyCatalog = z.record(z.string(), z.array(NuLegacyEntry));
+function makeSchemas() {
+  const z = zod();
+  const NuEntry = z.object({
+    action: z.string(),
+    identifier: z.string(),
+    destinations: z.array(z.tuple([z.string(), z.string()])),
+  });
+  const NuLegacyEntry = z.object({
+    key: z.string().optional(),
+    action: z.string(),
+    appLocation: z.string().optional(),
+    endpoints: z.string(),
+    direction: z.string(),
+  });
+  return { NuCatalog: z.record(z.string(), z.array(NuEntry)), NuLegacyCatalog: z.record(z.string(), z.array(NuLegacyEntry)) };
+}
+
+let schemas: ReturnType<typeof makeSchemas> | undefined;
+type NuCatalogDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuCatalog']>;
+type NuLegacyDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuLegacyCatalog']>;
 
 export function keyToApplication(key: string): string {
   if (key === 'any' || key.endsWith('/') || !key.startsWith('/')) return key;
@@ -179,7 +190,7 @@ export class NuAppInput implements RuleInput {
   }
 }
 
-export function nuAppRows(doc: z.infer<typeof NuCatalog>): NuAppRows {
+export function nuAppRows(doc: NuCatalogDoc): NuAppRows {
   const rows = new NuAppRows(false);
   for (const [key, entries] of Object.entries(doc)) {
     for (const e of entries) {
@@ -190,7 +201,7 @@ export function nuAppRows(doc: z.infer<typeof NuCatalog>): NuAppRows {
   return rows;
 }
 
-export function fromNuApp(doc: z.infer<typeof NuCatalog>): Rule[] {
+export function fromNuApp(doc: NuCatalogDoc): Rule[] {
   return nuAppRows(doc).rules();
 }
 
@@ -207,7 +218,7 @@ function pyListItems(s: string, where: string, item: (start: number, end: number
   }
 }
 
-export function nuAppLegacyRows(doc: z.infer<typeof NuLegacyCatalog>): NuAppRows {
+export function nuAppLegacyRows(doc: NuLegacyDoc): NuAppRows {
   const rows = new NuAppRows(true);
   const item = (start: number, end: number): void => rows.pushItem(start, end);
   for (const [key, entries] of Object.entries(doc)) {
@@ -221,7 +232,7 @@ export function nuAppLegacyRows(doc: z.infer<typeof NuLegacyCatalog>): NuAppRows
   return rows;
 }
 
-export function fromNuAppLegacy(doc: z.infer<typeof NuLegacyCatalog>): Rule[] {
+export function fromNuAppLegacy(doc: NuLegacyDoc): Rule[] {
   return nuAppLegacyRows(doc).rules();
 }
 
@@ -243,8 +254,8 @@ export function nuAppUnsupported(r: Rule): string | null {
 }
 
 /** Rules to the current NuAppFirewall format. Callers must drop or refuse what nuAppUnsupported() names. */
-export function toNuApp(rules: readonly Rule[]): z.infer<typeof NuCatalog> {
-  const doc: z.infer<typeof NuCatalog> = {};
+export function toNuApp(rules: readonly Rule[]): NuCatalogDoc {
+  const doc: NuCatalogDoc = {};
   for (const r of rules) {
     const app = parseApplication(r.application);
     if (typeof app === 'string') throw new CatalogError(`rule "${r.id}": ${app}`);

@@ -5,7 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidRulesError, Policy, isPlainHost, parseEndpoint, type Flow, type Rule } from '../../src/policy/index.js';
-import { CatalogRules, parseCatalog, scanCatalog as scan } from '../../src/catalog/index.js';
+import { CatalogError, CatalogRules, parseCatalog, readCatalogToCompile, scanCatalog as scan } from '../../src/catalog/index.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** scanCatalog() as a compile's input. */
 function scanCatalog(b: Buffer, name: string): { mode?: Policy['mode']; rules: CatalogRules } | null {
@@ -177,4 +180,29 @@ test('rules read as bytes name rule objects equal to the catalog text', () => {
   const p = Policy.compile(c.rules);
   assert.deepEqual(p.rules, rules);
   assert.deepEqual(p.decide({ app: { path: '/x' }, remote: { ip: '203.0.113.1', hostnames: ['x.example.com'] }, port: 443, protocol: 'tcp' }).rule, rules[0]);
+});
+
+test("a catalog's head is taken as the usual read takes it: each mode, and every error it finds", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-head-'));
+  const rule = '{"id":"r","action":"block","application":"any","endpoint":"example.com"}';
+  const heads = [
+    '"format":"tollgate-catalog","version":1', '"version":1,"format":"tollgate-catalog","mode":"ask"', '"format":"tollgate-catalog","version":1,"mode":"passive-block"',
+    '"format":"tollgate-catalog","version":2', '"format":"tollgate-catalog","version":"1"', '"format":"tollgate-catalog","version":1.5', '"format":"tollgate","version":1',
+    '"format":"tollgate-catalog","version":1,"mode":"deny"', '"format":"tollgate-catalog","version":1,"mode":null', '"format":"tollgate-catalog","version":1,"extra":true',
+    '"format":"tollgate-catalog","version":1,"__proto__":{"mode":"ask"}', '"version":1',
+  ];
+  for (const head of heads) {
+    const file = join(dir, 'c.json');
+    writeFileSync(file, `{${head},"rules":[${rule}]}`);
+    const said = (f: () => unknown): unknown => {
+      try {
+        const { rules, sha256: _, ...h } = f() as { rules: unknown; sha256?: string };
+        return [h, Policy.compile(rules as Rule[]).stats()];
+      } catch (e) {
+        assert.ok(e instanceof CatalogError, `${head}: ${(e as Error).message}`);
+        return e.message;
+      }
+    };
+    assert.deepEqual(said(() => readCatalogToCompile(file)), said(() => parseCatalog(`{${head},"rules":[${rule}]}`, file)), head);
+  }
 });

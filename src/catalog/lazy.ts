@@ -1,0 +1,23 @@
+/**
+ * zod and plist, loaded on first use. Imported up front they cost every start ~200 ms and ~25 MB
+ * (zod ~140 ms and ~12 MB, plist ~80 ms and ~12 MB, measured here) where the usual catalog, Tollgate
+ * JSON, needs neither: json-spans.ts takes its head as it is when it is the plainest one. require()
+ * keeps the readers synchronous; plist is an ES module only, loaded by require() of the file that
+ * import resolves to (Node 20.19+).
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type * as Plist from 'plist';
+import type * as Zod from 'zod';
+
+const require = createRequire(import.meta.url);
+let zodModule: typeof Zod | undefined;
+let plistModule: (typeof Plist & { parseBinary(data: Buffer): unknown }) | undefined; // its types do not declare parseBinary
+
+export function zod(): typeof Zod.z {
+  return (zodModule ??= require('zod') as typeof Zod).z;
+}
+
+export function plist(): typeof Plist & { parseBinary(data: Buffer): unknown } {
+  return (plistModule ??= require(fileURLToPath(import.meta.resolve('plist'))) as typeof plistModule & object);
+}
