@@ -3,10 +3,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { Agent } from '../agent/agent.js';
 import { CatalogError } from '../catalog/index.js';
 import { InvalidRulesError, MODES, type Action, type Mode } from '../policy/index.js';
-import { AuditStore, type LogQuery } from '../store/audit.js';
+import type { LogQuery } from '../store/audit.js';
 import { UsageError, cacheDir, cacheOptions, int, mode, oneOf, when, type CacheFlags } from './usage.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -55,6 +54,7 @@ export function agentCommands(program: Command): void {
         throw new UsageError(`cannot create ${dirname(o.db)} for the audit store (${(e as NodeJS.ErrnoException).code}): choose another place with --db`);
       }
       let fatal: ((e: Error) => void) | undefined;
+      const { Agent } = await import('../agent/agent.js'); // here, not at the top: other commands start without it (~100 ms)
       const agent = new Agent({
         catalog: o.catalog, failMode: o.failMode, db: o.db, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
@@ -100,8 +100,9 @@ export function agentCommands(program: Command): void {
     .option('--until <time>', 'ISO time or age', when)
     .option('--limit <n>', 'most rows', int(1, 10_000_000), 100)
     .option('--json', 'one JSON object per line')
-    .action((o: LogQuery & { db: string; json?: boolean }) => {
+    .action(async (o: LogQuery & { db: string; json?: boolean }) => {
       if (!existsSync(o.db)) throw new UsageError(`${o.db}: no audit store (has the agent run with --db ${o.db}?)`);
+      const { AuditStore } = await import('../store/audit.js');
       const store = new AuditStore(o.db);
       try {
         for (const r of store.query(o)) {

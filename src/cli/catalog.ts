@@ -1,9 +1,8 @@
 /** `tollgate catalog build | diff | stats`. */
 import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { SingleBar } from 'cli-progress';
 import { catalogStats, diffCatalogs, encodingFor, readCatalog, writeCatalog } from '../catalog/index.js';
-import { BuildError, FIELDS, buildCatalog, presetMapping, type Field, type Mapping } from '../catalog/build/index.js';
+import { FIELDS, type Field, type Mapping } from '../catalog/build/columns.js';
 import { describeRule, MODES, type Mode } from '../policy/index.js';
 import { UsageError, int, mode, oneOf, when } from './usage.js';
 
@@ -34,8 +33,8 @@ interface BuildFlags {
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
-async function mappingOf(o: BuildFlags): Promise<Mapping> {
-  const m: Mapping = { ...presetMapping(o.preset) };
+async function mappingOf(o: BuildFlags, preset: Mapping): Promise<Mapping> {
+  const m: Mapping = { ...preset };
   if (o.columns) {
     let doc: unknown;
     try {
@@ -94,6 +93,8 @@ export function catalogCommands(program: Command): void {
     .action(async (o: BuildFlags) => {
       if (o.format === 'nuapp' && o.wildcardAfter) throw new UsageError('--wildcard-after: NuAppFirewall catalogs cannot hold *.domain rules; use --format tollgate or --wildcard-after 0');
       const t0 = performance.now();
+      // here, not at the top: the builder (csv-parse, worker threads) and the progress bar are for this command only
+      const [{ BuildError, buildCatalog, presetMapping }, { SingleBar }] = await Promise.all([import('../catalog/build/index.js'), import('cli-progress')]);
       const bar = o.progress && process.stderr.isTTY
         ? new SingleBar({ format: 'reading |{bar}| {percentage}% {done}/{size} MB, {lines} lines, {rate} MB/s, ETA {eta_formatted}', stream: process.stderr, hideCursor: true })
         : undefined;
@@ -103,7 +104,7 @@ export function catalogCommands(program: Command): void {
       bar?.start(Math.max(1, Math.round(total / 1e6)), 0, { done: 0, size: Math.round(total / 1e6), lines: 0, rate: 0 });
       try {
         const result = await buildCatalog({
-          logs: o.logs, mapping: await mappingOf(o), keepIps: !!o.keepIps, keepPrivate: !!o.keepPrivate, stripUrls: !!o.stripUrls,
+          logs: o.logs, mapping: await mappingOf(o, presetMapping(o.preset)), keepIps: !!o.keepIps, keepPrivate: !!o.keepPrivate, stripUrls: !!o.stripUrls,
           minCount: o.minCount, minDevices: o.minDevices, minUsers: o.minUsers, maxPorts: o.maxPorts,
           wildcardAfter: o.wildcardAfter ?? (o.format === 'nuapp' ? 0 : 10), strict: !!o.strict,
           ...(o.blocked ? { blockedAppsFile: o.blocked } : {}), ...(o.blockedPorts ? { blockedPortsFile: o.blockedPorts } : {}),
