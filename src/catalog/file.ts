@@ -94,8 +94,8 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
     }
     return { format: 'tollgate', encoding, mode: r.data.mode, rules: r.data.rules as Rule[] };
   }
-  const firstEntry = Object.values(doc).find((v) => Array.isArray(v) && v.length > 0)?.[0] as object | undefined;
-  if (firstEntry && 'endpoints' in firstEntry) {
+  const firstEntry: unknown = Object.values(doc).find((v) => Array.isArray(v) && v.length > 0)?.[0];
+  if (typeof firstEntry === 'object' && firstEntry !== null && 'endpoints' in firstEntry) {
     const r = nuSchemas().NuLegacyCatalog.safeParse(doc);
     if (!r.success) throw new CatalogError(`${name}: not a valid NuAppFirewall (legacy) catalog: ${zodProblem(r.error)}`);
     return { format: 'nuapp-legacy', encoding, rules: nuAppLegacyRows(r.data) };

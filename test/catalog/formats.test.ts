@@ -142,6 +142,7 @@ describe('bad input gives one clear message', () => {
     ['rules not a list', '{"format":"tollgate-catalog","version":1,"rules":{}}', /rules: /],
     ['NuApp destinations not pairs', '{"/a":[{"action":"allow","identifier":"unknown","destinations":[["x"]]}]}', /NuAppFirewall catalog: \/a\.0\.destinations\.0/],
     ['legacy endpoints not a list', '{"/a":[{"action":"allow","endpoints":"x","direction":"outgoing"}]}', /endpoints is not a list/],
+    ['NuApp entries not objects', '{"/a":["x"]}', /NuAppFirewall catalog: \/a\.0: .*expected object/],
     ['legacy incoming', '{"/a":[{"action":"allow","endpoints":"[\'a.com\']","direction":"incoming"}]}', /direction "incoming" is not supported/],
   ];
   for (const [name, text, re] of cases) {
