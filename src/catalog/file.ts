@@ -11,7 +11,7 @@ import type * as Zod from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 import { plist, zod } from './lazy.js';
-import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, nuSchemas, toNuApp, type NuAppRows } from './nuapp.js';
+import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, nuSchemas, plainNuApp, toNuApp, type NuAppRows, type NuCatalogDoc, type NuLegacyDoc } from './nuapp.js';
 
 export type CatalogFormat = 'tollgate' | 'nuapp' | 'nuapp-legacy';
 export type Encoding = 'json' | 'plist';
@@ -96,10 +96,12 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
   }
   const firstEntry: unknown = Object.values(doc).find((v) => Array.isArray(v) && v.length > 0)?.[0];
   if (typeof firstEntry === 'object' && firstEntry !== null && 'endpoints' in firstEntry) {
+    if (plainNuApp(doc, true)) return { format: 'nuapp-legacy', encoding, rules: nuAppLegacyRows(doc as NuLegacyDoc) };
     const r = nuSchemas().NuLegacyCatalog.safeParse(doc);
     if (!r.success) throw new CatalogError(`${name}: not a valid NuAppFirewall (legacy) catalog: ${zodProblem(r.error)}`);
     return { format: 'nuapp-legacy', encoding, rules: nuAppLegacyRows(r.data) };
   }
+  if (plainNuApp(doc, false)) return { format: 'nuapp', encoding, rules: nuAppRows(doc as NuCatalogDoc) };
   const r = nuSchemas().NuCatalog.safeParse(doc);
   if (!r.success) {
     throw new CatalogError(`${name}: neither a Tollgate catalog ("format": "${TOLLGATE_FORMAT}") nor a NuAppFirewall catalog: ${zodProblem(r.error)}`);

@@ -44,8 +44,31 @@ function makeSchemas() {
 }
 
 let schemas: ReturnType<typeof makeSchemas> | undefined;
-type NuCatalogDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuCatalog']>;
-type NuLegacyDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuLegacyCatalog']>;
+
+/**
+ * `doc` is one the schema (legacy or current) surely takes, checked without it: zod loads in ~140 ms
+ * (lazy.ts), which a start with a well-formed NuAppFirewall catalog then does not pay. It checks
+ * what the schema does, no less (tests compare the two on damaged documents); false: ask the schema,
+ * which says what is wrong, if anything.
+ */
+export function plainNuApp(doc: object, legacy: boolean): boolean {
+  const str = (v: unknown): boolean => typeof v === 'string';
+  for (const entries of Object.values(doc)) {
+    if (!Array.isArray(entries)) return false;
+    for (const e of entries as Record<string, unknown>[]) {
+      if (typeof e !== 'object' || e === null || Array.isArray(e) || !str(e.action)) return false;
+      if (legacy) {
+        if (!str(e.endpoints) || !str(e.direction) || (e.key !== undefined && !str(e.key)) || (e.appLocation !== undefined && !str(e.appLocation))) return false;
+      } else {
+        if (!str(e.identifier) || !Array.isArray(e.destinations)) return false;
+        for (const d of e.destinations as unknown[]) if (!Array.isArray(d) || d.length !== 2 || !str(d[0]) || !str(d[1])) return false;
+      }
+    }
+  }
+  return true;
+}
+export type NuCatalogDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuCatalog']>;
+export type NuLegacyDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuLegacyCatalog']>;
 
 export function keyToApplication(key: string): string {
   if (key === 'any' || key.endsWith('/') || !key.startsWith('/')) return key;

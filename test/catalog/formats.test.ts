@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CatalogError, hashFile, parseCatalog, readCatalog, readCatalogOffThread, serializeCatalog } from '../../src/catalog/index.js';
+import { nuSchemas, plainNuApp } from '../../src/catalog/nuapp.js';
 import { Policy, type Rule } from '../../src/policy/index.js';
 import { DATA, NO_DATA } from '../data.js';
 
@@ -209,4 +210,45 @@ describe('reading on a worker thread (the agent\'s reload)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('a NuAppFirewall document is taken without its schema exactly when the schema takes it', () => {
+  const current = { '/usr/bin/curl': [{ action: 'block', identifier: 'unknown', destinations: [['a.example', '443'], ['any', 'any']] }], any: [] };
+  const legacy = { '/usr/bin/curl': [{ key: '/usr/bin/curl', action: 'allow', appLocation: '/usr/bin/curl', endpoints: "['a.example']", direction: 'outgoing' }] };
+  const values: unknown[] = [undefined, null, 1, 'x', true, [], {}, ['a'], ['a', 'b'], ['a', 'b', 'c'], [['a', 'b']], [1, 'b']];
+  // every place in the document given each value, or removed, and each object given one more key
+  function* mutations(doc: unknown): Generator<unknown> {
+    const places: (string | number)[][] = [];
+    const walk = (v: unknown, path: (string | number)[]): void => {
+      if (path.length) places.push(path);
+      if (typeof v === 'object' && v !== null) for (const [k, x] of Object.entries(v)) walk(x, [...path, Array.isArray(v) ? Number(k) : k]);
+    };
+    walk(doc, []);
+    for (const path of places) {
+      for (const value of [...values, 'remove', 'extra']) {
+        const copy = structuredClone(doc) as Record<string | number, unknown>;
+        let at = copy;
+        for (const k of path.slice(0, -1)) at = at[k] as Record<string | number, unknown>;
+        const last = path[path.length - 1]!;
+        if (value === 'remove') {
+          if (Array.isArray(at)) at.splice(last as number, 1);
+          else delete at[last];
+        } else if (value === 'extra') {
+          if (typeof at[last] !== 'object' || at[last] === null || Array.isArray(at[last])) continue;
+          (at[last] as Record<string, unknown>).extra = 1;
+        } else at[last] = value;
+        yield copy;
+      }
+    }
+  }
+  let taken = 0;
+  for (const [doc, isLegacy] of [[current, false], [legacy, true]] as const) {
+    const schema = isLegacy ? nuSchemas().NuLegacyCatalog : nuSchemas().NuCatalog;
+    for (const d of [doc, ...mutations(doc)]) {
+      const plain = plainNuApp(d as object, isLegacy);
+      assert.equal(plain, schema.safeParse(d).success, JSON.stringify(d));
+      if (plain) taken++;
+    }
+  }
+  assert.ok(taken > 10, `only ${taken} documents were well-formed: the mutations test nothing`);
 });
