@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { SPAN, compileRule, compileRuleBytes, equalBytes, hashBytes, idHash, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
+import { SPAN, compileRule, compileRuleBytes, parsedRuleSlot, equalBytes, hashBytes, idHash, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
 import { parseCatalogRows, readOrSay, type Catalog } from './file.js';
 import { NuAppInput } from './nuapp.js';
 import { scanCatalog, type Spans } from './json-spans.js';
@@ -42,6 +42,7 @@ export class CatalogRules implements RuleInput {
 
   private readonly u: Uint8Array; // the bytes as a plain Uint8Array: the index's own keys are one, and V8 then sees one kind of array
   private readonly latin1 = (s: number, e: number): string => this.b.toString('latin1', s, e);
+  private readonly out = parsedRuleSlot();
 
   /**
    * The bytes and spans scanCatalog() found. `parsed`: rules that are not plain, as it parsed them
@@ -70,7 +71,7 @@ export class CatalogRules implements RuleInput {
     const f = this.spans.chunk(i);
     const o = this.spans.off(i);
     if (f[o + SPAN.plain] === 1) {
-      const c = compileRuleBytes(this.u, f, o, cache, this.latin1);
+      const c = compileRuleBytes(this.u, f, o, cache, this.latin1, this.out);
       if (c) return c;
     }
     return compileRule(this.object(i), i, cache);

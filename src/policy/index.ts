@@ -4,7 +4,7 @@ export { RuleEncoder, ruleFromBytes } from './image.js';
 export { runSliced } from './sliced.js';
 export { decideWithAsk, type AskOptions } from './ask.js';
 export { compileRule, describeRule, normalizeHost, parseApplication, parseEndpoint, parsePort, type AppCache, type ParsedRule } from './rules.js';
-export { ACTION_WORDS, CODES, PLAIN_FIELDS, PROTOCOL_WORDS, SPAN, STRIDE, compileRuleBytes, isPlainHost, wordCode } from './rule-bytes.js';
+export { ACTION_WORDS, CODES, PLAIN_FIELDS, PROTOCOL_WORDS, SPAN, STRIDE, compileRuleBytes, isPlainHost, parsedRuleSlot, wordCode } from './rule-bytes.js';
 export { ByteDict, equalBytes, hashBytes } from './bytedict.js';
 export { idHash } from './ids.js';
 export { parseIp, type ParsedIp } from './ip.js';
