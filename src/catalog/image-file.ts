@@ -31,8 +31,8 @@ export interface ImageHead<C> {
   sha256: string;
 }
 
-/** Writes an image to `fd`, a piece per step. */
-export function* writeSteps<C>(fd: number, head: Pick<ImageHead<C>, 'compiler' | 'catalog'>, policy: Policy): Generator<void, void> {
+/** Writes an image to `fd`, a piece per step; `ends` are where its rules end in its rule text (imageRules() reads them with them). */
+export function* writeSteps<C>(fd: number, head: Pick<ImageHead<C>, 'compiler' | 'catalog'>, policy: Policy, ends?: (e: Int32Array) => void): Generator<void, void> {
   let at = 0;
   let sum: Hash | null = null; // over the sections
   const put = (b: Uint8Array): void => {
@@ -48,6 +48,7 @@ export function* writeSteps<C>(fd: number, head: Pick<ImageHead<C>, 'compiler' |
     yield;
   }
   const text = at - MAGIC.length;
+  ends?.(rules.ends);
   const sections: ImageHead<C>['sections'] = {};
   for (const [name, value] of fields({ ...policy.indexImage(), ruleEnds: rules.ends })) {
     align();
@@ -124,8 +125,8 @@ export function readIndex(fd: number, head: ImageHead<unknown>): PolicyImage {
 }
 
 /** A source of an image's rules that reads them from `fd`, which it then owns (closed once the source is collected). */
-export function imageRules(fd: number, image: PolicyImage): RuleSource {
-  return new FileRules(fd, MAGIC.length, image.ruleEnds);
+export function imageRules(fd: number, ruleEnds: Int32Array): RuleSource {
+  return new FileRules(fd, MAGIC.length, ruleEnds);
 }
 
 /** The fields of an IndexImage, nested objects flattened ("table.info"). */

@@ -184,7 +184,7 @@ export function readImageIndex(file: string, compiler: string, warn: (m: string)
 export function restoreImage(r: ReadImage, mode: Mode | undefined, warn: (m: string) => void): Omit<LoadedPolicy, 'from' | 'written'> | null {
   // The rules own the fd from here: it is closed when they are collected, never here (a second close
   // could hit another file that got the same number meanwhile).
-  const rules = imageRules(r.fd, r.image);
+  const rules = imageRules(r.fd, r.image.ruleEnds);
   try {
     const policy = Policy.restore(r.image, mode ?? r.head.catalog.mode ?? 'passive-allow', rules);
     touch(r.file);
@@ -276,16 +276,26 @@ export class ImageJob {
       }
       return false;
     };
+    let ends: Int32Array | undefined;
     const done = (): true => {
       closeSync(fd);
       fd = -1;
-      renameSync(tmp, this.file);
+      // the policy's rules from the image from now on: the catalog's bytes (~30 MB for 250,000
+      // rules) were kept only to make rule objects from; the image holds the same JSON
+      const rules = openSync(tmp, 'r'); // before the rename: the very file written
+      try {
+        renameSync(tmp, this.file);
+      } catch (e) {
+        closeSync(rules);
+        throw e;
+      }
+      this.policy.readRulesFrom(imageRules(rules, ends!));
       prune(dirname(this.file));
       return true;
     };
     try {
       fd = openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-      const r = drive(writeSteps(fd, { compiler: compilerFingerprint(), catalog: this.catalog }, this.policy));
+      const r = drive(writeSteps(fd, { compiler: compilerFingerprint(), catalog: this.catalog }, this.policy, (e) => (ends = e)));
       if (r instanceof Promise) return r.then(done).catch(fail);
       return done();
     } catch (e) {

@@ -287,6 +287,14 @@ export class Policy {
     return p;
   }
 
+  /**
+   * Its rules read from `source` from now on, which gives the same ones (an image just written of
+   * them): what held them before, a catalog's bytes, can be let go.
+   */
+  readRulesFrom(source: RuleSource): void {
+    this.table.replaceSource(source);
+  }
+
   /** The rules one at a time, without making the list `rules` makes. */
   get ruleSource(): RuleSource {
     return this.table.source;

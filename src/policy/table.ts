@@ -109,6 +109,12 @@ export class RuleTable {
     this.rules = source;
   }
 
+  /** The same rules from another source (which must give equal ones) from now on. */
+  replaceSource(source: RuleSource): void {
+    if (source.length !== this.rules!.length) throw new Error(`RuleTable: ${this.rules!.length} rules, ${source.length} given`);
+    this.rules = source;
+  }
+
   /** The rule objects, as compiled or restored. */
   get source(): RuleSource {
     return this.rules!;

@@ -1,10 +1,12 @@
 /** The compiled-policy cache: a second load of the same catalog comes from its image and decides the same. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashFile, loadPolicy, parseCatalog, reloadPolicy, serializeCatalog, type CacheOptions } from '../../src/catalog/index.js';
+import { hashFile, loadPolicy, parseCatalog, reloadPolicy, serializeCatalog, type CacheOptions, type LoadedPolicy } from '../../src/catalog/index.js';
 import { InvalidRulesError, Policy, type Flow, type Rule } from '../../src/policy/index.js';
 
 const RULES: Rule[] = JSON.parse(readFileSync(join(import.meta.dirname, '../../../examples/workstation.json'), 'utf8')).rules;
@@ -75,9 +77,43 @@ test("NuAppFirewall catalogs, current and legacy, load and reload with the rules
       assert.deepEqual(l.policy.rules, rules);
       for (const f of flows) assert.deepEqual(l.policy.decide(f, NOW), byObjects.decide(f, NOW));
     }
-    const v = first.policy.decide(flows[0]!, NOW);
-    assert.equal(v.rule, first.policy.rules.find((r) => r.id === v.rule?.id)); // one object per rule, however it is asked for
+    const uncached = loadPolicy(catalog, undefined, { ...opts, dir: null }).policy;
+    const v = uncached.decide(flows[0]!, NOW);
+    assert.equal(v.rule, uncached.rules.find((r) => r.id === v.rule?.id)); // one object per rule, however it is asked for
   }
+});
+
+test("once its image is written, a compiled policy reads its rules from the image and lets the catalog's bytes go", async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const many: Rule[] = Array.from({ length: 40_000 }, (_, i) => ({ id: `r${i}`, action: i % 2 ? 'allow' : 'block', application: `/opt/app${i % 500}/bin/app`, endpoint: `h${i}.example.com`, port: 443, note: 'x'.repeat(60) }));
+  const { catalog, opts } = setup(many);
+  const bytes = statSync(catalog).size;
+  // array buffers held while a policy so loaded is alive (each measured with only its own policy alive)
+  const held = async (load: () => LoadedPolicy | Promise<LoadedPolicy>): Promise<number> => {
+    const l = await load();
+    assert.deepEqual(l.policy.decide(flow, NOW).rule, many[7]);
+    assert.deepEqual(l.policy.rules, many);
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 50)); // array buffers are freed after the collection
+    }
+    return process.memoryUsage().arrayBuffers;
+  };
+  const flow: Flow = { app: { path: '/opt/app7/bin/app' }, remote: { ip: '192.0.2.1', hostnames: ['h7.example.com'] }, port: 443, protocol: 'tcp' };
+  const without = await held(() => loadPolicy(catalog, undefined, { ...opts, dir: null }));
+  const written = await held(() => {
+    const l = loadPolicy(catalog, undefined, opts);
+    assert.equal(l.written, true);
+    return l;
+  });
+  // and the agent's way: written later, in slices, while it decides
+  const later = await held(async () => {
+    const l = loadPolicy(catalog, undefined, { ...opts, dir: setup().dir, write: 'later' });
+    assert.equal(await l.job!.write(), true);
+    return l;
+  });
+  for (const n of [written, later]) assert.ok(without - n > bytes * 0.9, `${((without - n) / 2 ** 20).toFixed(1)} MB less held for a ${(bytes / 2 ** 20).toFixed(1)} MB catalog`);
 });
 
 test('an edited catalog is compiled again, never answered by the old image', () => {
