@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SPAN, compileRule, compileRuleBytes, parsedRuleSlot, equalBytes, hashBytes, idHash, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
 import { parseCatalogRows, readOrSay, type Catalog } from './file.js';
-import { NuAppInput } from './nuapp.js';
+import { NuAppInput } from './nuapp-rows.js';
 import { scanCatalog, type Spans } from './json-spans.js';
 
 /** A catalog to compile: its head, its rules (objects, or bytes for a compile), the SHA-256 of its bytes. */

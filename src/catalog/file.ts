@@ -11,7 +11,8 @@ import type * as Zod from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 import { plist, zod } from './lazy.js';
-import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, nuSchemas, plainNuApp, toNuApp, type NuAppRows, type NuCatalogDoc, type NuLegacyDoc } from './nuapp.js';
+import type { NuAppRows } from './nuapp-rows.js';
+import { nuAppLegacyRows, nuAppRows, nuAppUnsupported, nuSchemas, plainNuApp, toNuApp, type NuCatalogDoc, type NuLegacyDoc } from './nuapp.js';
 
 export type CatalogFormat = 'tollgate' | 'nuapp' | 'nuapp-legacy';
 export type Encoding = 'json' | 'plist';

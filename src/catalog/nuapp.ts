@@ -12,9 +12,10 @@
  * boundaries only, so "/Arc.app" does not match "/Arcade.app" here.
  */
 import type * as Zod from 'zod';
-import { compileRule, parseApplication, parseEndpoint, parsePort, type AppCache, type ParsedRule, type Rule, type RuleError, type RuleInput, type RuleSource } from '../policy/index.js';
+import { parseApplication, parseEndpoint, parsePort, type Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 import { zod } from './lazy.js';
+import { NuAppRows } from './nuapp-rows.js';
 
 const ROOT_DIRS = new Set([
   'Applications', 'System', 'Library', 'Users', 'Volumes', 'private', 'opt', 'usr', 'bin', 'sbin', 'etc',
@@ -44,6 +45,8 @@ function makeSchemas() {
 }
 
 let schemas: ReturnType<typeof makeSchemas> | undefined;
+export type NuCatalogDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuCatalog']>;
+export type NuLegacyDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuLegacyCatalog']>;
 
 /**
  * `doc` is one the schema (legacy or current) surely takes, checked without it: zod loads in ~140 ms
@@ -67,150 +70,11 @@ export function plainNuApp(doc: object, legacy: boolean): boolean {
   }
   return true;
 }
-export type NuCatalogDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuCatalog']>;
-export type NuLegacyDoc = Zod.infer<ReturnType<typeof makeSchemas>['NuLegacyCatalog']>;
 
 export function keyToApplication(key: string): string {
   if (key === 'any' || key.endsWith('/') || !key.startsWith('/')) return key;
   const parts = key.split('/');
   return parts.length === 2 || !ROOT_DIRS.has(parts[1]!) ? '*' + key : key;
-}
-
-/**
- * NuAppFirewall's rules as columns: an action and an application per catalog entry, an endpoint
- * (and, in the current format, a port) per rule. Rule objects are made from them on demand: the
- * 153,128 rule objects of the legacy catalog, each with its own id string, held for a whole load,
- * were ~15% of that load in GC (they outlive the young generation), for objects the compile reads
- * once and a verdict rarely asks for again.
- */
-export class NuAppRows {
-  private readonly actions: string[] = [];
-  private readonly apps: string[] = [];
-  private readonly lists: string[] = []; // legacy: an entry's endpoints as the file has them, "['h1', 'h2']"
-  private n = 0;
-  private entryOf: Int32Array = new Int32Array(1024);
-  private readonly endpoints: string[] = []; // current format
-  private readonly ports: string[] = [];
-  private at: Int32Array = new Int32Array(2048); // legacy: where rule i's endpoint lies in its entry's list, start and end
-
-  constructor(private readonly legacy: boolean) {}
-
-  /** The rows as plain data, for another thread (its typed arrays its own, to be moved); fromParts() makes them rows again. */
-  parts(): NuAppParts {
-    const { legacy, actions, apps, lists, n, endpoints, ports } = this;
-    return { legacy, actions, apps, lists, n, endpoints, ports, entryOf: this.entryOf.slice(0, n), at: this.at.slice(0, legacy ? 2 * n : 0) };
-  }
-
-  static fromParts(p: NuAppParts): NuAppRows {
-    return Object.assign(Object.create(NuAppRows.prototype) as NuAppRows, p);
-  }
-
-  get length(): number {
-    return this.n;
-  }
-
-  entry(action: string, application: string, list = ''): void {
-    this.actions.push(action);
-    this.apps.push(application);
-    this.lists.push(list);
-  }
-
-  /** A rule of the last entry (current format). */
-  push(endpoint: string, port: string): void {
-    this.add();
-    this.endpoints.push(endpoint);
-    this.ports.push(port);
-  }
-
-  /**
-   * A rule of the last entry (legacy): its endpoint is list[start .. end). Offsets, not the item
-   * itself: 153,128 endpoint strings kept for the load were most of what each young-generation GC
-   * had to copy.
-   */
-  pushItem(start: number, end: number): void {
-    const i = this.add();
-    if (2 * i + 1 >= this.at.length) this.at = grown(this.at);
-    this.at[2 * i] = start;
-    this.at[2 * i + 1] = end;
-  }
-
-  /** A rule of the last entry: its number. Typed arrays, as pushes onto a number[] of this size were ~50 ms of a legacy load. */
-  private add(): number {
-    if (this.n === this.entryOf.length) this.entryOf = grown(this.entryOf);
-    this.entryOf[this.n] = this.actions.length - 1;
-    return this.n++;
-  }
-
-  /** Rule i as a Tollgate rule, its id `nuapp-<i + 1>`: unique, so a compile has no duplicate to look for. */
-  rule(i: number): Rule {
-    const e = this.entryOf[i]!;
-    const action = this.actions[e] as Rule['action'];
-    const application = this.apps[e]!;
-    const id = `nuapp-${i + 1}`;
-    if (this.legacy) return { id, action, application, endpoint: this.lists[e]!.slice(this.at[2 * i], this.at[2 * i + 1]) };
-    return { id, action, application, endpoint: this.endpoints[i]!, port: this.ports[i]! };
-  }
-
-  rules(): Rule[] {
-    return Array.from({ length: this.length }, (_, i) => this.rule(i));
-  }
-}
-
-export interface NuAppParts {
-  legacy: boolean;
-  actions: string[];
-  apps: string[];
-  lists: string[];
-  n: number;
-  entryOf: Int32Array;
-  endpoints: string[];
-  ports: string[];
-  at: Int32Array;
-}
-
-function grown(a: Int32Array): Int32Array {
-  const b = new Int32Array(a.length * 2);
-  b.set(a);
-  return b;
-}
-
-/** NuAppRows as a compile's input: each rule object made, compiled and dropped while still young. */
-export class NuAppInput implements RuleInput {
-  constructor(private readonly rows: NuAppRows) {}
-
-  get length(): number {
-    return this.rows.length;
-  }
-
-  compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
-    return compileRule(this.rows.rule(i), i, cache);
-  }
-
-  idHash(): undefined {
-    return undefined; // ids are made unique (rule()): nothing to look for
-  }
-
-  sameId(i: number, j: number): boolean {
-    return i === j;
-  }
-
-  id(i: number): string {
-    return `nuapp-${i + 1}`;
-  }
-
-  get source(): RuleSource {
-    const made = new Map<number, Rule>(); // a rule is one object however often a verdict asks for it
-    return {
-      length: this.rows.length,
-      get: (i) => {
-        let r = made.get(i);
-        if (r === undefined) made.set(i, (r = this.rows.rule(i)));
-        return r;
-      },
-      // an image's writer reads every rule once: none kept for it
-      text: (i) => JSON.stringify(made.get(i) ?? this.rows.rule(i)),
-    };
-  }
 }
 
 export function nuAppRows(doc: NuCatalogDoc): NuAppRows {

@@ -10,7 +10,7 @@ import type { Rule } from '../policy/index.js';
 import { CatalogError } from './errors.js';
 import { CatalogRules, type CompilableCatalog } from './fast-reader.js';
 import { Spans } from './json-spans.js';
-import { NuAppInput, NuAppRows, type NuAppParts } from './nuapp.js';
+import { NuAppInput, NuAppRows, type NuAppParts } from './nuapp-rows.js';
 import type { ReadImage } from './policy-cache.js';
 
 type Head = Omit<CompilableCatalog, 'rules'> & { imageUnusable?: boolean };
