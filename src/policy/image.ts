@@ -56,8 +56,8 @@ export class RuleEncoder {
     let n = 0;
     for (; this.next < end; this.next++) {
       const t = this.rules.text?.(this.next) ?? null;
-      const bytes = typeof t === 'string' ? null : t;
-      const json = bytes ? '' : (t as string | null) ?? JSON.stringify(this.rules.get(this.next));
+      const bytes = t instanceof Uint8Array ? t : null;
+      const json = bytes ? '' : typeof t === 'string' ? t : JSON.stringify(this.rules.get(this.next));
       const most = bytes ? bytes.length : json.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
       if (out.length - n < most) {
         const bigger = new Uint8Array(Math.max(out.length * 2, n + most));
