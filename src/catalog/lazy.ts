@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as Plist from 'plist';
 import type * as Zod from 'zod';
+import { CatalogError } from './errors.js';
 
 const require = createRequire(import.meta.url);
 let zodModule: typeof Zod | undefined;
@@ -19,5 +20,10 @@ export function zod(): typeof Zod.z {
 }
 
 export function plist(): typeof Plist & { parseBinary(data: Buffer): unknown } {
-  return (plistModule ??= require(fileURLToPath(import.meta.resolve('plist'))) as typeof plistModule & object);
+  try {
+    return (plistModule ??= require(fileURLToPath(import.meta.resolve('plist'))) as typeof plistModule & object);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+    throw new CatalogError(`PLIST catalogs need Node.js 20.19 or later (this is ${process.version})`);
+  }
 }
