@@ -24,9 +24,24 @@ const REAL = join(fileURLToPath(import.meta.url), '../../../../shared/data/nuapp
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 2;
 const LOADS = 5; // fresh processes per catalog for the load figures' spread
 
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
 function range(xs: number[], unit: string): string {
   const s = [...xs].sort((a, b) => a - b);
-  return `${s[s.length >> 1]!.toFixed(0)} ${unit} (${s[0]!.toFixed(0)}-${s[s.length - 1]!.toFixed(0)})`;
+  return `${median(xs).toFixed(0)} ${unit} (${s[0]!.toFixed(0)}-${s[s.length - 1]!.toFixed(0)})`;
+}
+
+const TARGET = { perSec: 2_000_000, p99ns: 5_000, loadMs: 500, peakRssMB: 150, heapMB: 100 };
+const mark = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+
+/** One line per catalog and way of loading: each target met or not (loads: the median over fresh processes). */
+function againstTargets(results: Result[], loads: Map<string, { loadMs: number; peakRssMB: number }>): string[] {
+  return [...loads].map(([name, l]) => {
+    const rows = results.filter((r) => r.name === name);
+    const rates = rows.map((r) => `${r.workload} ${(r.perSec / 1e6).toFixed(2)} M ${mark(r.perSec >= TARGET.perSec)}`).join(', ');
+    const p99 = Math.max(...rows.map((r) => r.p99ns));
+    return `  ${name.padEnd(36)} load ${l.loadMs.toFixed(0)} ms ${mark(l.loadMs < TARGET.loadMs)}, peak RSS ${l.peakRssMB.toFixed(0)} MB ${mark(l.peakRssMB < TARGET.peakRssMB)}, heap ${rows[0]!.heapMB.toFixed(0)} MB ${mark(rows[0]!.heapMB < TARGET.heapMB)}; ${rates}; p99 at most ${p99} ns ${mark(p99 < TARGET.p99ns)}`;
+  });
 }
 
 interface Result {
@@ -190,6 +205,7 @@ async function main(): Promise<void> {
   console.log(`generated ${rules.length} rules in ${((performance.now() - t) / 1000).toFixed(1)} s -> ${generated}`);
   const results: Result[] = [];
   const spread: string[] = [];
+  const loadMedians = new Map<string, { loadMs: number; peakRssMB: number }>();
   const node = (args: string[], gc = false): string => {
     const c = spawnSync(process.execPath, [...COMMAND_NODE_FLAGS, ...(gc ? ['--expose-gc'] : []), fileURLToPath(import.meta.url), ...args], { encoding: 'utf8' });
     if (c.status !== 0) throw new Error(`${args.join(' ')}: ${c.stderr}`);
@@ -210,6 +226,7 @@ async function main(): Promise<void> {
       // a first load's two parts: reading (hashing, scanning) the file, and the compile
       const parts = how === 'catalog' ? `: read ${range(loads.map((x) => x.readMs), 'ms')} + compile ${range(loads.map((x) => x.loadMs - x.readMs), 'ms')}` : '';
       spread.push(`  ${name.padEnd(40)} load ${range(loads.map((x) => x.loadMs), 'ms')}${parts}, peak RSS ${range(loads.map((x) => x.peakRssMB), 'MB')}`);
+      loadMedians.set(name, { loadMs: median(loads.map((x) => x.loadMs)), peakRssMB: median(loads.map((x) => x.peakRssMB)) });
     }
   }
   console.log('\nworkload: uniform = flows spread evenly over every rule (cache-cold, worst case); skewed = a few apps/hosts take most flows, as on a real machine');
@@ -230,6 +247,7 @@ async function main(): Promise<void> {
   for (const line of spread) console.log(line);
   console.log('\ntargets: >= 2,000,000 decisions/s, p99 < 5,000 ns, load+compile < 500 ms, peak RSS < 150 MB, heap < 100 MB');
   console.log('("from image" = a start after the first: the compiled-policy cache restores the index; "compiled" = a first start)');
+  for (const line of againstTargets(results, loadMedians)) console.log(line);
 }
 
 await main();
