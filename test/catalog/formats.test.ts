@@ -79,6 +79,16 @@ describe('NuAppFirewall format', () => {
     assert.equal(new Set(c.rules.map((r) => r.application)).size, 269);
     const s = Policy.compile(c.rules).stats();
     assert.deepEqual(s.byAction, { allow: 153128, block: 0 });
+    // every endpoint, in order, as another reading of the Python lists gives them
+    const doc = JSON.parse(readFileSync(join(DATA, 'catalog_legacy-catalog_2024-09.json'), 'utf8')) as Record<string, { endpoints: string }[]>;
+    const want = Object.values(doc).flatMap((entries) => entries.flatMap((e) => JSON.parse(e.endpoints.replaceAll("'", '"')) as string[]));
+    assert.deepEqual(c.rules.map((r) => r.endpoint), want);
+  });
+
+  test('legacy endpoint lists: blanks anywhere between items, an empty list', () => {
+    const doc = { '/usr/bin/a': [{ action: 'allow', endpoints: "[ 'a.example' ,'10.0.0.1',  'b.example']", direction: 'outgoing' }, { action: 'block', endpoints: '[]', direction: 'outgoing' }, { action: 'block', endpoints: "['c.example']", direction: 'outgoing' }] };
+    const rules = parseCatalog(JSON.stringify(doc), 'l.json').rules;
+    assert.deepEqual(rules.map((r) => [r.id, r.action, r.endpoint]), [['nuapp-1', 'allow', 'a.example'], ['nuapp-2', 'allow', '10.0.0.1'], ['nuapp-3', 'allow', 'b.example'], ['nuapp-4', 'block', 'c.example']]);
   });
 
   test('reads the system-test and demo rules', { skip: NO_DATA }, async () => {
