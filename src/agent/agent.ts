@@ -207,7 +207,7 @@ export class Agent {
           this.opts.onFatal?.(e);
         },
       );
-      this.loop.start();
+      await this.loop.start(); // reading before any packet is sent to the queues
       installRules({
         queue: this.opts.queue, dnsQueue: this.opts.queue + 1, failMode: this.opts.failMode,
         includeLoopback: this.opts.includeLoopback, rejectMark: this.opts.rejectMark,

@@ -8,6 +8,7 @@ import { pollSync } from './netlink.js';
 
 const { fds, pollMs, flags } = workerData as { fds: number[]; pollMs: number; flags: Int32Array };
 const port = parentPort!;
+port.postMessage('ready'); // ReadLoop.start() resolves on it: packets are read from here on
 
 while (Atomics.load(flags, 0) === 0) {
   if (Atomics.load(flags, 1) === 0) {

@@ -31,17 +31,28 @@ export class ReadLoop {
     private readonly pollMs = 200,
   ) {}
 
-  start(): void {
+  /**
+   * Resolves once the waiting thread runs (~50-100 ms to start it): a caller that sends packets to
+   * the queues only then (the agent installs its netfilter rules after this) has them read from the
+   * first, where a burst that came while the thread was still starting filled the socket unread.
+   */
+  start(): Promise<void> {
     this.running = true;
     const w = new Worker(new URL('./poll-worker.js', import.meta.url), {
       workerData: { fds: this.sources.map((s) => s.fd), pollMs: this.pollMs, flags: this.flags },
     });
     this.worker = w;
+    const started = new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve());
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`the packet reader thread exited (code ${code})`)));
+    });
     // A timeout posts too: a drain then records that the queues were empty (nfqueue.ts's sentAfter).
     w.on('message', () => this.drainAll().catch((e: Error) => this.running && this.onFailure(e)));
     w.on('error', (e) => this.running && this.onFailure(e));
     w.on('exit', (code) => this.running && this.onFailure(new Error(`the packet reader thread exited (code ${code})`)));
     this.askPoll();
+    return started;
   }
 
   private async drainAll(): Promise<void> {
