@@ -24,16 +24,6 @@ export interface NetfilterOptions {
 
 const TOOLS = ['iptables-nft', 'ip6tables-nft'] as const;
 
-function run(tool: string, args: string[]): void {
-  try {
-    execFileSync(tool, ['-w', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    const err = e as { code?: string; stderr?: Buffer };
-    if (err.code === 'ENOENT') throw new Error(`${tool} not found: install the iptables package (Debian: apt-get install iptables)`);
-    throw new Error(`${tool} ${args.join(' ')}: ${err.stderr?.toString().trim() || String(e)}`);
-  }
-}
-
 function tryRun(tool: string, args: string[]): boolean {
   try {
     execFileSync(tool, ['-w', ...args], { stdio: 'ignore' });
@@ -64,9 +54,43 @@ export function ruleSpecs(o: NetfilterOptions, v6: boolean): { out: string[][]; 
   return { out, dns };
 }
 
+/**
+ * `lines` (iptables commands, e.g. `-A CHAIN ...`) applied to the filter table in one transaction
+ * of `<tool>-restore --noflush`: all or none, and one process where one per command took ~25-30 ms
+ * each (~0.9 s of an agent's start, ~0.4 s of its stop).
+ */
+function restore(tool: string, lines: string[][]): void {
+  const input = `*filter\n${lines.map((l) => l.join(' ')).join('\n')}\nCOMMIT\n`;
+  try {
+    execFileSync(`${tool}-restore`, ['--noflush'], { input, stdio: ['pipe', 'ignore', 'pipe'] });
+  } catch (e) {
+    const err = e as { code?: string; stderr?: Buffer };
+    if (err.code === 'ENOENT') throw new Error(`${tool}-restore not found: install the iptables package (Debian: apt-get install iptables)`);
+    throw new Error(`${tool}-restore: ${err.stderr?.toString().trim() || String(e)}`);
+  }
+}
+
+/** What of Tollgate's is in `tool`'s filter table: the jumps to its chains, and which chains exist. */
+function installedBy(tool: string): string[][] {
+  const saved = execFileSync(`${tool}-save`, ['-t', 'filter'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const lines: string[][] = [];
+  for (const [from, chain] of [['OUTPUT', OUT_CHAIN], ['INPUT', DNS_CHAIN]] as const) {
+    for (const l of saved.split('\n')) if (l === `-A ${from} -j ${chain}`) lines.push(['-D', from, '-j', chain]);
+  }
+  for (const chain of [OUT_CHAIN, DNS_CHAIN]) if (saved.includes(`\n:${chain} `)) lines.push(['-F', chain], ['-X', chain]);
+  return lines;
+}
+
 /** Removes every Tollgate chain and jump, whoever installed them. Safe when there are none. */
 export function removeRules(): void {
   for (const tool of TOOLS) {
+    try {
+      const lines = installedBy(tool);
+      if (lines.length > 0) restore(tool, lines);
+      continue;
+    } catch {
+      // changed meanwhile, or another rule jumps to a chain: one command at a time, each allowed to fail
+    }
     while (tryRun(tool, ['-D', 'OUTPUT', '-j', OUT_CHAIN]));
     while (tryRun(tool, ['-D', 'INPUT', '-j', DNS_CHAIN]));
     for (const chain of [OUT_CHAIN, DNS_CHAIN]) {
@@ -76,18 +100,20 @@ export function removeRules(): void {
   }
 }
 
-/** Installs the rules (after removing leftovers of a crashed run). On failure, nothing stays installed. */
+/** Installs the rules (after removing leftovers of a crashed run), one transaction per family. On failure, nothing stays installed. */
 export function installRules(o: NetfilterOptions): void {
   removeRules();
   try {
     for (const tool of TOOLS) {
       const { out, dns } = ruleSpecs(o, tool === 'ip6tables-nft');
-      run(tool, ['-N', OUT_CHAIN]);
-      run(tool, ['-N', DNS_CHAIN]);
-      for (const r of out) run(tool, ['-A', OUT_CHAIN, ...r]);
-      for (const r of dns) run(tool, ['-A', DNS_CHAIN, ...r]);
-      run(tool, ['-I', 'INPUT', '1', '-j', DNS_CHAIN]);
-      run(tool, ['-I', 'OUTPUT', '1', '-j', OUT_CHAIN]);
+      restore(tool, [
+        [`:${OUT_CHAIN}`, '-', '[0:0]'],
+        [`:${DNS_CHAIN}`, '-', '[0:0]'],
+        ...out.map((r) => ['-A', OUT_CHAIN, ...r]),
+        ...dns.map((r) => ['-A', DNS_CHAIN, ...r]),
+        ['-I', 'INPUT', '1', '-j', DNS_CHAIN],
+        ['-I', 'OUTPUT', '1', '-j', OUT_CHAIN],
+      ]);
     }
   } catch (e) {
     removeRules();

@@ -235,6 +235,28 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.doesNotMatch(installed(), /TOLLGATE/);
   });
 
+  test("a rule of someone else's that jumps to Tollgate's chain: start and stop still take exactly Tollgate's jumps", async () => {
+    // the one-transaction removal fails on it (the chain is in use), the one-command-at-a-time one does the rest
+    const jumps = (): string[] => installed().split('\n').filter((l) => /^-A (OUTPUT|INPUT) -j TOLLGATE/.test(l));
+    writeFileSync(catalog, rules());
+    await startAgent('open');
+    sh('ip', ['netns', 'exec', net.client, 'iptables-nft', '-A', 'FORWARD', '-j', 'TOLLGATE-OUT']);
+    try {
+      assert.equal(await stopAgent(), 0);
+      assert.deepEqual(jumps(), []);
+      await startAgent('open');
+      assert.equal(jumps().length, 4, 'one jump from OUTPUT and one from INPUT per family');
+      refused(curl('http://10.77.0.2:8080/'));
+      assert.equal(await stopAgent(), 0);
+      assert.deepEqual(jumps(), []);
+    } finally {
+      if (agent) await stopAgent();
+      sh('ip', ['netns', 'exec', net.client, 'iptables-nft', '-D', 'FORWARD', '-j', 'TOLLGATE-OUT']);
+      sh('ip', ['netns', 'exec', net.client, 'iptables-nft', '-X', 'TOLLGATE-OUT']);
+    }
+    assert.doesNotMatch(installed(), /TOLLGATE/);
+  });
+
   test('fail-closed: with the agent killed, new connections fail', async () => {
     await startAgent('closed');
     await stopAgent('SIGKILL');
