@@ -66,6 +66,7 @@ const MONITOR_POLL_MS = 100;
 const EXIT_AFTER_CLOSE_MS = 20;
 /** The longest such a packet waits, should the events thread lag further still or stop. */
 const EXIT_EVENT_CAP_MS = 1000;
+const GONE = 'gone '; // key prefix of a packet whose socket was gone: judged alone, never cached (onPacket)
 const WATCH_SETTLE_MS = 100; // quiet time after a catalog file change before it is reloaded
 const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
@@ -380,7 +381,15 @@ export class Agent {
     // socket reuses the verdict, but a new socket that reuses the tuple (ports are reused at once
     // after a reset) is a new connection, maybe of another program, and is judged afresh.
     const owner = this.diag!.lookup(t);
-    const key = `${tupleKey(t)} ${owner?.inode ?? 0}`;
+    // The socket is gone already: its process closed it and is likely exiting. Nothing tells it from
+    // another gone socket that had the same tuple (a one-shot sender's next run on the same port, as
+    // another user maybe): its packet is judged and recorded on its own, neither cached nor joined.
+    if (!owner) {
+      const gone = `${GONE}${p.id}`;
+      this.pending.set(gone, [p.id]);
+      return this.judgeGone(gone, t, p.uid, p.sentAfter);
+    }
+    const key = `${tupleKey(t)} ${owner.inode}`;
     const cached = this.verdicts.get(key);
     if (cached && cached.until > Date.now()) {
       this.stats.cached++;
@@ -389,9 +398,6 @@ export class Agent {
     const waiting = this.pending.get(key);
     if (waiting) return void waiting.push(p.id);
     this.pending.set(key, [p.id]);
-
-    // The socket is gone already: its process closed it and is likely exiting.
-    if (!owner) return this.judgeGone(key, t, p.uid, p.sentAfter);
     const known = this.procs.known(owner.inode);
     if (known) return this.judge(key, t, known, owner.uid);
     this.procs.resolve(owner.inode, owner.uid).then(
@@ -506,7 +512,7 @@ export class Agent {
     const allow = v.action === 'allow';
     const ids = this.pending.get(key) ?? [];
     this.pending.delete(key);
-    if (!this.opts.monitor) this.verdicts.set(key, { allow, until: Date.now() + this.opts.verdictCacheS * 1000 });
+    if (!this.opts.monitor && !key.startsWith(GONE)) this.verdicts.set(key, { allow, until: Date.now() + this.opts.verdictCacheS * 1000 });
     for (const id of ids) this.answer(id, allow);
     const observed = this.opts.monitor ? ' (monitor: not enforced)' : '';
     this.stats.decisions++;

@@ -167,9 +167,11 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     // process events saw it start and exit. Busy CPUs delay the events thread: about one in
     // twelve was recorded unknown when the agent waited a fixed time for them.
     // As another user: their exits, when they are stopped, are no candidates for root's datagrams.
+    // All from one source port: each sender's datagram has the same addresses and ports as the one
+    // before, whose socket is as gone: it must still be judged and recorded on its own.
     const hogs = [0, 1].map(() => spawn('sh', ['-c', 'while :; do :; done'], { uid: 65534, gid: 65534 }));
     try {
-      const send = "require('dgram').createSocket('udp4').send('x',9997,'10.77.0.2',()=>process.exit(0))";
+      const send = "const s=require('dgram').createSocket('udp4');s.bind(40123,()=>s.send('x',9997,'10.77.0.2',()=>process.exit(0)))";
       for (let i = 0; i < ONE_SHOTS; i++) assert.equal(net.run([NODE, '-e', send]).code, 0);
     } finally {
       for (const h of hogs) h.kill();
