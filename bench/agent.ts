@@ -74,13 +74,13 @@ async function main(): Promise<void> {
     agent.kill('SIGTERM');
     await exited;
     if (process.env.BENCH_DEBUG) console.log(log);
-    const stats = JSON.parse(/stats (\{.*\})/.exec(log)?.[1] ?? '{}') as { decisions?: number; auditWritten?: number; errors?: number; unasked?: number; loopP99Ms?: number; loopMaxMs?: number };
+    const stats = JSON.parse(/stats (\{.*\})/.exec(log)?.[1] ?? '{}') as { decisions?: number; auditWritten?: number; errors?: number; unasked?: number; cached?: number; gone?: number; loopP99Ms?: number; loopMaxMs?: number };
     console.log(`  tollgate agent  ${fmt(withAgent)}`);
     console.log(`                  added latency p50 ${withAgent.p50us - base.p50us} us, p99 ${withAgent.p99us - base.p99us} us; agent CPU ${(cpu * 100).toFixed(0)}% = ${((cpu * 1e6) / withAgent.perSec).toFixed(0)} us per connection (kernel re-injection included), peak RSS ${rss.toFixed(0)} MB`);
     const made = withAgent.connections + withAgent.errors + light.connections + light.errors;
     const same = stats.decisions === stats.auditWritten && stats.decisions === made;
     console.log(`                  verdicts ${stats.decisions}, audit rows ${stats.auditWritten}, connections made ${made} (${same ? 'every connection recorded' : 'MISMATCH'}), errors ${stats.errors}, packets gone by unasked ${stats.unasked}`);
-    if (!same) console.log(`                  load generator errors: ${JSON.stringify({ ...withAgent.errorKinds, ...light.errorKinds })}`);
+    if (!same) console.log(`                  load generator errors: ${JSON.stringify({ ...withAgent.errorKinds, ...light.errorKinds })}; packets answered from the verdict cache ${stats.cached}, whose socket was gone ${stats.gone}`);
     console.log(`  one at a time   no queue connect p50 ${baseLight.p50us} us, p99 ${baseLight.p99us} us; agent p50 ${light.p50us} us, p99 ${light.p99us} us: added p50 ${light.p50us - baseLight.p50us} us, p99 ${light.p99us - baseLight.p99us} us`);
     console.log(`                  event loop late p99 ${stats.loopP99Ms?.toFixed(1)} ms, longest stall ${stats.loopMaxMs?.toFixed(1)} ms`);
 

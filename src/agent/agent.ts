@@ -78,6 +78,8 @@ export interface AgentStats {
   packets: number;
   decisions: number;
   cached: number;
+  /** Packets whose socket was already gone when looked up (judged as their process's exit allows). */
+  gone: number;
   unparsed: number;
   errors: number;
   dnsAnswers: number;
@@ -119,7 +121,7 @@ export class Agent {
   private lastDumpAt = 0;
   /** Event-loop delay: a stall here delays every verdict. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_TICK_MS });
-  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0 };
+  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, gone: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0 };
 
   constructor(readonly opts: AgentOptions) {}
 
@@ -385,6 +387,7 @@ export class Agent {
     // another gone socket that had the same tuple (a one-shot sender's next run on the same port, as
     // another user maybe): its packet is judged and recorded on its own, neither cached nor joined.
     if (!owner) {
+      this.stats.gone++;
       const gone = `${GONE}${p.id}`;
       this.pending.set(gone, [p.id]);
       return this.judgeGone(gone, t, p.uid, p.sentAfter);
