@@ -3,6 +3,6 @@ export * from './file.js';
 export { readCatalogOffThread } from './offthread.js';
 export { CatalogRules, readCatalogToCompile, type CompilableCatalog } from './fast-reader.js';
 export { Spans, scanCatalog, type ScannedCatalog } from './json-spans.js';
-export { fromNuApp, fromNuAppLegacy, keyToApplication, nuAppUnsupported, toNuApp } from './nuapp.js';
+export { keyToApplication, nuAppUnsupported, toNuApp } from './nuapp.js';
 export { catalogStats, diffCatalogs, type AppDiff, type CatalogStats } from './review.js';
 export { CACHE_MIN_BYTES, ImageJob, compilerFingerprint, defaultCacheDir, hashFile, loadPolicy, reloadPolicy, type CacheOptions, type LoadedPolicy } from './policy-cache.js';

@@ -88,10 +88,6 @@ export function nuAppRows(doc: NuCatalogDoc): NuAppRows {
   return rows;
 }
 
-export function fromNuApp(doc: NuCatalogDoc): Rule[] {
-  return nuAppRows(doc).rules();
-}
-
 /** Python list repr of quoted strings, as the legacy generator wrote it: "['a', 'b']". Each item's start and end to `item`. */
 function pyListItems(s: string, where: string, item: (start: number, end: number) => void): void {
   if (!/^\[\s*(?:'[^'\\]*'\s*(?:,\s*'[^'\\]*'\s*)*)?\]$/.test(s)) {
@@ -117,10 +113,6 @@ export function nuAppLegacyRows(doc: NuLegacyDoc): NuAppRows {
     });
   }
   return rows;
-}
-
-export function fromNuAppLegacy(doc: NuLegacyDoc): Rule[] {
-  return nuAppLegacyRows(doc).rules();
 }
 
 /** Why a rule cannot be written in NuAppFirewall's format, or null if it can. */
