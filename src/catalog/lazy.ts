@@ -13,15 +13,16 @@ import { CatalogError } from './errors.js';
 
 const require = createRequire(import.meta.url);
 let zodModule: typeof Zod | undefined;
-let plistModule: (typeof Plist & { parseBinary(data: Buffer): unknown }) | undefined; // its types do not declare parseBinary
+type PlistModule = typeof Plist & { parseBinary(data: Buffer): unknown }; // its types do not declare parseBinary
+let plistModule: PlistModule | undefined;
 
 export function zod(): typeof Zod.z {
   return (zodModule ??= require('zod') as typeof Zod).z;
 }
 
-export function plist(): typeof Plist & { parseBinary(data: Buffer): unknown } {
+export function plist(): PlistModule {
   try {
-    return (plistModule ??= require(fileURLToPath(import.meta.resolve('plist'))) as typeof plistModule & object);
+    return (plistModule ??= require(fileURLToPath(import.meta.resolve('plist'))) as PlistModule);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
     throw new CatalogError(`PLIST catalogs need Node.js 20.19 or later (this is ${process.version})`);

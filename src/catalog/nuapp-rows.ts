@@ -69,12 +69,17 @@ export class NuAppRows {
     return this.n++;
   }
 
-  /** Rule i as a Tollgate rule, its id `nuapp-<i + 1>`: unique, so a compile has no duplicate to look for. */
+  /** Rule i's id: unique, so a compile has no duplicate to look for. */
+  id(i: number): string {
+    return `nuapp-${i + 1}`;
+  }
+
+  /** Rule i as a Tollgate rule. */
   rule(i: number): Rule {
     const e = this.entryOf[i]!;
     const action = this.actions[e] as Rule['action'];
     const application = this.apps[e]!;
-    const id = `nuapp-${i + 1}`;
+    const id = this.id(i);
     if (this.legacy) return { id, action, application, endpoint: this.lists[e]!.slice(this.at[2 * i], this.at[2 * i + 1]) };
     return { id, action, application, endpoint: this.endpoints[i]!, port: this.ports[i]! };
   }
@@ -115,7 +120,7 @@ export class NuAppInput implements RuleInput {
   }
 
   idHash(): undefined {
-    return undefined; // ids are made unique (rule()): nothing to look for
+    return undefined; // ids are made unique (NuAppRows.id()): nothing to look for
   }
 
   sameId(i: number, j: number): boolean {
@@ -123,7 +128,7 @@ export class NuAppInput implements RuleInput {
   }
 
   id(i: number): string {
-    return `nuapp-${i + 1}`;
+    return this.rows.id(i);
   }
 
   get source(): RuleSource {
