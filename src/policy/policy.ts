@@ -18,7 +18,7 @@
  * a handful of hash lookups, never a scan over the rule list.
  */
 import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
-import { ByteDict, HASH_SEED, equalBytes, mix, step, utf8, type ByteDictImage } from './bytedict.js';
+import { ByteDict, HASH_SEED, byteString, hashChars, mix, step, utf8, type ByteDictImage } from './bytedict.js';
 import { IdSet } from './ids.js';
 import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
@@ -412,31 +412,34 @@ export class Policy {
 
   /**
    * Prefix and sub-path level: the candidates, ordered by how deep into the path their match reaches
-   * (on equal depth the longer pattern, then prefix before sub-path). One walk over the path's bytes
-   * carries the hash of the prefix so far: a prefix is probed at each '/' with no slice made.
+   * (on equal depth the longer pattern, then prefix before sub-path). One walk over the path carries
+   * the hash of the prefix so far: a prefix is probed at each '/' with no slice made. The walk reads
+   * the path's bytes as units: an ASCII path as it is; at its first other unit it starts again over
+   * the path's byteString() (`asBytes`), dropping what it found so far.
    */
-  private prefixApps(path: string): Apps {
-    const { bytes: b, length: n } = utf8(path);
+  private prefixApps(path: string, asBytes = false): Apps {
+    const n = path.length;
     let cands: [number, number, number, number][] | null = null; // [end of match, length, prefix?, application]
     const subs = this.subLists.length > 0;
     let h = HASH_SEED;
     for (let i = 0; i < n; i++) {
-      const c = b[i]!;
+      const c = path.charCodeAt(i);
+      if (c > 127 && !asBytes) return this.prefixApps(byteString(path), true);
       h = step(h, c);
       if (c !== 47) continue;
       if (hasBit(this.prefixLens, i + 1)) {
-        const a = this.byPrefix.find(b, 0, i + 1, mix(h));
+        const a = this.byPrefix.findChars(path, 0, i + 1, mix(h));
         if (a >= 0) (cands ??= []).push([i, i + 1, 1, a]);
       }
       if (!subs) continue;
       let end = i + 1;
-      while (end < n && b[end] !== 47) end++;
+      while (end < n && path.charCodeAt(end) !== 47) end++;
       if (!hasBit(this.subFirstLens, end - i - 1)) continue;
-      const k = this.subFirst.find(b, i + 1, end, this.subFirst.hash(b, i + 1, end));
+      const k = this.subFirst.findChars(path, i + 1, end, hashChars(path, i + 1, end));
       if (k < 0) continue;
       for (const sp of this.subLists[k]!) {
         const e = i + sp.key.length;
-        if (e <= n && (e === n || b[e] === 47) && equalBytes(b, i, sp.key, 0, sp.key.length)) (cands ??= []).push([e, sp.key.length, 0, sp.app]);
+        if (e <= n && (e === n || path.charCodeAt(e) === 47) && sameUnits(path, i, sp.key)) (cands ??= []).push([e, sp.key.length, 0, sp.app]);
       }
     }
     if (cands === null) return NONE;
@@ -471,7 +474,7 @@ export class Policy {
     const names = this.rawNames;
     for (let k = 0; k < names.length; k++) {
       let id = this.nameMemo.get(names[k]!);
-      if (id === undefined) this.nameMemo.set(names[k]!, (id = this.names.get(hostKey(names[k]!))));
+      if (id === undefined) this.nameMemo.set(names[k]!, (id = this.nameOf(names[k]!)));
       this.nameIds[k] = id;
     }
     return (this.nameCount = names.length);
@@ -483,7 +486,7 @@ export class Policy {
     const ids: number[] = [];
     for (const h of this.rawNames) {
       let w = this.wildMemo.get(h);
-      if (w === undefined) this.wildMemo.set(h, (w = this.wildOf(hostKey(h))));
+      if (w === undefined) this.wildMemo.set(h, (w = this.wildOf(h)));
       if (typeof w !== 'number') ids.push(...w);
       else if (w !== NONE) ids.push(w);
     }
@@ -491,18 +494,36 @@ export class Policy {
   }
 
   /**
+   * The number of a host name as the index keys it (lower case, no trailing dot): one walk hashes a
+   * name that is so already, most are, and finds it with no copy made.
+   */
+  private nameOf(h: string): number {
+    const n = h.length;
+    let x = HASH_SEED;
+    for (let i = 0; i < n; i++) {
+      const c = h.charCodeAt(i);
+      if (c > 127 || (c >= 65 && c <= 90)) return this.names.get(lowerHost(h));
+      x = step(x, c);
+    }
+    return h.charCodeAt(n - 1) === 46 ? this.names.get(lowerHost(h)) : this.names.findChars(h, 0, n, mix(x));
+  }
+
+  /**
    * The numbers of a host name's suffixes that wildcard rules name, longest first. A walk from the
    * name's end carries the suffix's hash (the suffix dictionary hashes last byte first): each '.'
-   * probes the suffix after it, with no slice made.
+   * probes the suffix after it, with no slice made. A name not as the index keys it (upper case,
+   * non-ASCII, a trailing dot) is walked again as the byteString() of its key (`asBytes`).
    */
-  private wildOf(h: string): Apps {
-    const { bytes: b, length: n } = utf8(h);
+  private wildOf(h: string, asBytes = false): Apps {
+    const n = h.length;
+    if (!asBytes && h.charCodeAt(n - 1) === 46) return this.wildOf(byteString(lowerHost(h)), true);
     let ids: Apps = NONE; // shortest first, reversed at the end
     let x = HASH_SEED;
     for (let i = n - 1; i >= 0; i--) {
-      const c = b[i]!;
+      const c = h.charCodeAt(i);
+      if (!asBytes && (c > 127 || (c >= 65 && c <= 90))) return this.wildOf(byteString(lowerHost(h)), true);
       if (c === 46 && hasBit(this.wildLens, n - i - 1)) {
-        const id = this.suffixes.find(b, i + 1, n, mix(x));
+        const id = this.suffixes.findChars(h, i + 1, n, mix(x));
         if (id >= 0) ids = add(ids, id);
       }
       x = step(x, c);
@@ -570,19 +591,13 @@ export class Policy {
   }
 }
 
-/**
- * A host name as the index keys it: lower case, no trailing dot. Flows normally carry it so already;
- * checking costs ~1 ns a character (and only on a memo miss), while toLowerCase() always made a new
- * string to hash.
- */
-function hostKey(h: string): string {
-  for (let i = 0; i < h.length; i++) {
-    const c = h.charCodeAt(i);
-    if ((c >= 65 && c <= 90) || c > 127) return lowerHost(h);
-  }
-  return h.charCodeAt(h.length - 1) === 46 ? lowerHost(h) : h;
+/** sp (UTF-8) equals the units of s from `at` (bytes as units, as the walks read them). */
+function sameUnits(s: string, at: number, sp: Uint8Array): boolean {
+  for (let k = 0; k < sp.length; k++) if (s.charCodeAt(at + k) !== sp[k]) return false;
+  return true;
 }
 
+/** A host name as the index keys it: lower case, no trailing dot. */
 function lowerHost(h: string): string {
   const l = h.toLowerCase();
   return l.charCodeAt(l.length - 1) === 46 ? l.slice(0, -1) : l;

@@ -32,6 +32,9 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, 'example.com')).action, 'allow', 'the apex is not a subdomain');
     assert.equal(decide(rules, flow(CURL, 'badexample.com')).action, 'allow');
     assert.equal(decide(rules, flow(CURL, 'example.com.evil.net')).action, 'allow');
+    // a flow's name is matched as the index keys it: lower case, no trailing dot
+    for (const h of ['A.Example.COM', 'a.example.com.', 'Ä.example.com', 'a.EXAMPLE.com.']) assert.equal(decide(rules, flow(CURL, h)).rule?.id, 'w', h);
+    assert.equal(decide(rules, flow(CURL, 'a.exÄmple.com')).action, 'allow');
   });
 
   test('IPv4 address and CIDR', () => {
@@ -170,6 +173,9 @@ describe('application levels', () => {
       assert.equal(p.decide(flow({ path: '/opt/Bücher.apps/b' }, 'x.com')).rule, undefined);
       assert.equal(p.decide(flow({ path: '/home/jürgen/Bücher.app/Contents/x' }, 'x.com')).rule?.id, 'deep');
       assert.equal(p.decide(flow({ path: '/home/jürgen/Bücher.app/Resources/x' }, 'x.com')).rule?.id, 'books');
+      // characters whose codes are the UTF-8 bytes of "ü" (Ã and ¼) are other characters: no match
+      assert.equal(p.decide(flow({ path: '/opt/BÃ¼cher.app/b' }, 'x.com')).rule, undefined);
+      assert.equal(p.decide(flow({ path: '/home/jÃ¼rgen/bin/wÃ¶rk' }, 'x.com')).rule, undefined);
     }
   });
 
