@@ -17,7 +17,7 @@
  * flow's application keys and its destination numbers once, then probes the table for each level:
  * a handful of hash lookups, never a scan over the rule list.
  */
-import { maskV4, maskV6Key, parseIPv4, parseIp } from './ip.js';
+import { maskV4, maskV6, parseIPv4, parseIp } from './ip.js';
 import { ByteDict, HASH_SEED, byteString, hashChars, mix, step, utf8, type ByteDictImage } from './bytedict.js';
 import { IdSet } from './ids.js';
 import { Memo } from './memo.js';
@@ -51,8 +51,6 @@ function hasBit(bits: Int32Array, n: number): boolean {
   return n >> 5 >= bits.length || ((bits[n >> 5]! >>> (n & 31)) & 1) === 1;
 }
 
-/** An IPv6 flow address parsed: its words, and the numbers of its keys per prefix length as asked. */
-interface Ip6Found { w: readonly number[]; keys: Map<number, number> }
 
 interface SubPath {
   key: Uint8Array; // UTF-8 of the sub-path, '/a/b'
@@ -120,7 +118,9 @@ export class Policy {
   private rawNames: readonly string[] = []; // as the flow has them: the memos are keyed by these strings
   private nameIds: number[] = []; // per host name: its number, or NONE
   private nameCount = -1; // how many of nameIds are this flow's; -1: not yet looked up
-  private suffixIds: number[] | null = null; // numbers of the wildcard suffixes of the names, longest first per name
+  private suffixIds = new Int32Array(16); // numbers of the wildcard suffixes of the names, longest first per name: [0 .. suffixCount)
+  private suffixCount = -1; // -1: not yet looked up
+  private cands = new Int32Array(32); // prefixApps()'s candidates, four ints each (reused: no allocation per decision)
 
   /**
    * decide()'s lookups by a flow's strings, memoised (memo.ts): an app id's and a path's application, a path's prefix
@@ -137,14 +137,14 @@ export class Policy {
   private readonly nameMemo = new Memo<number>();
   private readonly wildMemo = new Memo<Apps>();
   /**
-   * An IPv6 address's words and key numbers (or its IPv4 number if it is IPv4-mapped, null if it
-   * does not parse): its parse and each masked key's lookup cost ~10x an IPv4 parse, which a memo
-   * lookup would not beat.
+   * An IPv6 address's words (or its IPv4 number if it is IPv4-mapped, null if it does not parse):
+   * its parse costs ~10x an IPv4 parse, which a memo lookup would not beat.
    */
-  private readonly ip6Memo = new Memo<number | Ip6Found | null>();
+  private readonly ip6Memo = new Memo<number | readonly number[] | null>();
   private ipDone = false;
   private ip4 = -1;
-  private ip6: Ip6Found | null = null;
+  private ip6: readonly number[] | null = null;
+  private readonly v6key = new Uint8Array(16); // the key probed: maskV6() of ip6
 
   private constructor(readonly mode: Mode, size: number, table?: RuleTable, img?: IndexImage) {
     this.defaultVerdict = defaultVerdict(mode);
@@ -323,7 +323,7 @@ export class Policy {
   decide(flow: Flow, now: number = Date.now()): Verdict {
     this.rawNames = flow.remote.hostnames;
     this.nameCount = -1;
-    this.suffixIds = null;
+    this.suffixCount = -1;
     this.ipDone = false;
     const app = flow.app;
     let a: number | undefined;
@@ -397,14 +397,14 @@ export class Policy {
         break;
       case 'ip':
         if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
-        else put(HAS.ip6, TAG.ip6, this.keys6.intern(e.key));
+        else put(HAS.ip6, TAG.ip6, this.keys6.internBytes(e.key, 0, 16));
         break;
       case 'cidr': {
         const lens = e.v === 4 ? this.cidr4Lens : this.cidr6Lens;
         const l = lens.get(app) ?? [];
         if (!l.includes(e.len)) lens.set(app, [...l, e.len].sort((x, y) => y - x));
         if (e.v === 4) put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
-        else put(HAS.cidr6, TAG.cidr6 + e.len, this.keys6.intern(e.key as string));
+        else put(HAS.cidr6, TAG.cidr6 + e.len, this.keys6.internBytes(e.key as Uint8Array, 0, 16));
         break;
       }
     }
@@ -419,7 +419,7 @@ export class Policy {
    */
   private prefixApps(path: string, asBytes = false): Apps {
     const n = path.length;
-    let cands: [number, number, number, number][] | null = null; // [end of match, length, prefix?, application]
+    let n4 = 0; // ints used in cands: end of match, length, prefix?, application
     const subs = this.subLists.length > 0;
     let h = HASH_SEED;
     for (let i = 0; i < n; i++) {
@@ -429,7 +429,7 @@ export class Policy {
       if (c !== 47) continue;
       if (hasBit(this.prefixLens, i + 1)) {
         const a = this.byPrefix.findChars(path, 0, i + 1, mix(h));
-        if (a >= 0) (cands ??= []).push([i, i + 1, 1, a]);
+        if (a >= 0) n4 = this.addCand(n4, i, i + 1, 1, a);
       }
       if (!subs) continue;
       let end = i + 1;
@@ -439,13 +439,29 @@ export class Policy {
       if (k < 0) continue;
       for (const sp of this.subLists[k]!) {
         const e = i + sp.key.length;
-        if (e <= n && (e === n || path.charCodeAt(e) === 47) && sameUnits(path, i, sp.key)) (cands ??= []).push([e, sp.key.length, 0, sp.app]);
+        if (e <= n && (e === n || path.charCodeAt(e) === 47) && sameUnits(path, i, sp.key)) n4 = this.addCand(n4, e, sp.key.length, 0, sp.app);
       }
     }
-    if (cands === null) return NONE;
-    if (cands.length === 1) return cands[0]![3];
-    cands.sort((x, y) => y[0] - x[0] || y[1] - x[1] || y[2] - x[2]);
-    return cands.map((c) => c[3]);
+    if (n4 === 0) return NONE;
+    if (n4 === 4) return this.cands[3]!;
+    const c = this.cands;
+    const order = Array.from({ length: n4 / 4 }, (_, k) => 4 * k);
+    order.sort((x, y) => c[y]! - c[x]! || c[y + 1]! - c[x + 1]! || c[y + 2]! - c[x + 2]!);
+    return order.map((x) => c[x + 3]!);
+  }
+
+  private addCand(n4: number, end: number, len: number, prefix: number, app: number): number {
+    if (n4 + 4 > this.cands.length) {
+      const more = new Int32Array(this.cands.length * 2);
+      more.set(this.cands);
+      this.cands = more;
+    }
+    const c = this.cands;
+    c[n4] = end;
+    c[n4 + 1] = len;
+    c[n4 + 2] = prefix;
+    c[n4 + 3] = app;
+    return n4 + 4;
   }
 
   /** The best applicable rule of one application, visiting endpoint classes most specific first. */
@@ -460,8 +476,8 @@ export class Policy {
       if (best !== NONE) return best;
     }
     if ((has & HAS.wildcard) !== 0) {
-      const ids = this.wildIds();
-      for (let k = 0; k < ids.length; k++) best = t.better(best, t.first(this.pairs.get(app, TAG.wild, ids[k]!), flow, now));
+      const n = this.wildIds();
+      for (let k = 0; k < n; k++) best = t.better(best, t.first(this.pairs.get(app, TAG.wild, this.suffixIds[k]!), flow, now));
       if (best !== NONE) return best;
     }
     if ((has & HAS_IP) !== 0 && (best = this.matchIp(app, has, flow, now)) !== NONE) return best;
@@ -480,17 +496,28 @@ export class Policy {
     return (this.nameCount = names.length);
   }
 
-  /** Numbers of the names' suffixes that some wildcard rule names, longest first per name. */
-  private wildIds(): number[] {
-    if (this.suffixIds) return this.suffixIds;
-    const ids: number[] = [];
-    for (const h of this.rawNames) {
-      let w = this.wildMemo.get(h);
-      if (w === undefined) this.wildMemo.set(h, (w = this.wildOf(h)));
-      if (typeof w !== 'number') ids.push(...w);
-      else if (w !== NONE) ids.push(w);
+  /** Looks up the numbers of the names' suffixes that some wildcard rule names, longest first per name, once per decision: suffixIds[0 .. count). */
+  private wildIds(): number {
+    if (this.suffixCount >= 0) return this.suffixCount;
+    const names = this.rawNames;
+    let n = 0;
+    for (let k = 0; k < names.length; k++) {
+      let w = this.wildMemo.get(names[k]!);
+      if (w === undefined) this.wildMemo.set(names[k]!, (w = this.wildOf(names[k]!)));
+      if (typeof w !== 'number') for (let j = 0; j < w.length; j++) n = this.pushSuffix(n, w[j]!);
+      else if (w !== NONE) n = this.pushSuffix(n, w);
     }
-    return (this.suffixIds = ids);
+    return (this.suffixCount = n);
+  }
+
+  private pushSuffix(n: number, id: number): number {
+    if (n === this.suffixIds.length) {
+      const more = new Int32Array(n * 2);
+      more.set(this.suffixIds);
+      this.suffixIds = more;
+    }
+    this.suffixIds[n] = id;
+    return n + 1;
   }
 
   /**
@@ -559,7 +586,7 @@ export class Policy {
         let f = this.ip6Memo.get(ip);
         if (f === undefined) {
           const p = parseIp(ip); // IPv6, or IPv4-mapped IPv6
-          this.ip6Memo.set(ip, (f = p?.v === 4 ? p.n : p ? { w: p.w, keys: new Map() } : null));
+          this.ip6Memo.set(ip, (f = p?.v === 4 ? p.n : p ? p.w : null));
         }
         if (typeof f === 'number') this.ip4 = f;
         else this.ip6 = f;
@@ -578,16 +605,18 @@ export class Policy {
         }
       }
     } else if (this.ip6) {
-      const { w, keys } = this.ip6;
-      const probe = (tag: number, len: number): number => {
-        let id = keys.get(len);
-        if (id === undefined) keys.set(len, (id = this.keys6.get(maskV6Key(w, len))));
-        return id === NONE ? NONE : t.first(this.pairs.get(app, tag, id), flow, now);
-      };
-      if ((has & HAS.ip6) !== 0 && (r = probe(TAG.ip6, 128)) !== NONE) return r;
-      if ((has & HAS.cidr6) !== 0) for (const len of this.cidr6Lens.get(app)!) if ((r = probe(TAG.cidr6 + len, len)) !== NONE) return r;
+      const w = this.ip6;
+      if ((has & HAS.ip6) !== 0 && (r = this.probe6(app, TAG.ip6, w, 128, flow, now)) !== NONE) return r;
+      if ((has & HAS.cidr6) !== 0) for (const len of this.cidr6Lens.get(app)!) if ((r = this.probe6(app, TAG.cidr6 + len, w, len, flow, now)) !== NONE) return r;
     }
     return NONE;
+  }
+
+  /** The best applicable rule of `app` for the first `len` bits of IPv6 words `w`. */
+  private probe6(app: number, tag: number, w: readonly number[], len: number, flow: Flow, now: number): number {
+    const k = maskV6(w, len, this.v6key);
+    const id = this.keys6.find(k, 0, 16, this.keys6.hash(k, 0, 16));
+    return id < 0 ? NONE : this.table.first(this.pairs.get(app, tag, id), flow, now);
   }
 }
 

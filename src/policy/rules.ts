@@ -2,7 +2,8 @@
  * Rule validation: each field is parsed into the form the index needs, so parsing is the validation
  * and a 250,000-rule catalog is read once. Every problem names the rule and the field.
  */
-import { parseIPv4, parseIp, maskV4, maskV6Key, type ParsedIp } from './ip.js';
+import { equalBytes } from './bytedict.js';
+import { parseIPv4, parseIp, maskV4, maskV6, type ParsedIp } from './ip.js';
 import { RULE_FIELDS, type Action, type Level, type Rule, type RuleError, type Verdict } from './types.js';
 
 export type AppMatch =
@@ -17,8 +18,8 @@ export type EndpointMatch =
   | { kind: 'url'; host: string; href: string }
   | { kind: 'host'; host: string }
   | { kind: 'wildcard'; suffix: string }
-  | { kind: 'ip'; ip: ParsedIp; key: string | number }
-  | { kind: 'cidr'; v: 4 | 6; len: number; key: string | number };
+  | { kind: 'ip'; ip: ParsedIp; key: Uint8Array | number } // IPv6: maskV6() bytes
+  | { kind: 'cidr'; v: 4 | 6; len: number; key: Uint8Array | number };
 
 /** Endpoint classes from least to most specific; the index visits them in reverse. */
 export const ENDPOINT_RANK = { any: 0, cidr: 1, ip: 2, wildcard: 3, host: 4, url: 5 } as const;
@@ -140,12 +141,13 @@ export function parseEndpoint(s: unknown): EndpointMatch | string {
     const ip = strictIp(addr);
     const len = /^[0-9]{1,3}$/.test(bits) ? Number(bits) : -1;
     if (!ip || len < 0 || len > (ip.v === 4 ? 32 : 128)) return `malformed CIDR "${s}"`;
-    const key = ip.v === 4 ? maskV4(ip.n, len) : maskV6Key(ip.w, len);
-    if (key !== (ip.v === 4 ? ip.n : maskV6Key(ip.w, 128))) return `CIDR "${s}" has host bits set`;
+    const key = ip.v === 4 ? maskV4(ip.n, len) : maskV6(ip.w, len, new Uint8Array(16));
+    const whole = ip.v === 4 ? ip.n : maskV6(ip.w, 128, new Uint8Array(16));
+    if (typeof key === 'number' ? key !== whole : !equalBytes(key, 0, whole as Uint8Array, 0, 16)) return `CIDR "${s}" has host bits set`;
     return { kind: 'cidr', v: ip.v, len, key };
   }
   const ip = strictIp(s);
-  if (ip) return { kind: 'ip', ip, key: ip.v === 4 ? ip.n : maskV6Key(ip.w, 128) };
+  if (ip) return { kind: 'ip', ip, key: ip.v === 4 ? ip.n : maskV6(ip.w, 128, new Uint8Array(16)) };
   if (/^[0-9.]+$/.test(s) || s.includes(':')) return `malformed IP address "${s}"`;
   const host = normalizeHost(s);
   if (!host) return `malformed host "${s}"`;

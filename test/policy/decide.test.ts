@@ -62,6 +62,24 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, '192.0.2.1')).level, 'default', '::/0 does not match IPv4');
   });
 
+  test('IPv6 networks whose prefix ends inside a group', () => {
+    const rules = [
+      rule({ id: 'n33', action: 'block', application: 'any', endpoint: '2001:db8:8000::/33' }),
+      rule({ id: 'n127', action: 'block', application: 'any', endpoint: '2001:db8::2:0/127' }),
+      rule({ id: 'n57', action: 'block', application: 'any', endpoint: 'fd00:0:0:80::/57' }),
+    ];
+    const at = (ip: string): string | undefined => decide(rules, flow(CURL, ip)).rule?.id;
+    assert.equal(at('2001:db8:8000::1'), 'n33');
+    assert.equal(at('2001:db8:ffff:ffff::1'), 'n33');
+    assert.equal(at('2001:db8:7fff::1'), undefined);
+    assert.equal(at('2001:db8::2:0'), 'n127');
+    assert.equal(at('2001:db8::2:1'), 'n127');
+    assert.equal(at('2001:db8::2:2'), undefined);
+    assert.equal(at('fd00:0:0:ff::1'), 'n57');
+    assert.equal(at('fd00:0:0:7f::1'), undefined);
+    assert.equal(at('fd00:0:0:100::'), undefined);
+  });
+
   test('URL rules match the URL and paths under it, only when the flow has a URL', () => {
     const rules = [rule({ id: 'u', action: 'block', application: 'any', endpoint: 'https://api.example.com/v1' })];
     const at = (url?: string) => decide(rules, flow(CURL, 'api.example.com', 443, 'tcp', url ? { url } : {}));

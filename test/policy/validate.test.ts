@@ -21,6 +21,7 @@ test('each malformed field is named with the rule id', () => {
     [{ endpoint: '2001:db8::g' }, 'endpoint: malformed IP address'],
     [{ endpoint: '10.0.0.0/33' }, 'endpoint: malformed CIDR'],
     [{ endpoint: '10.0.0.1/8' }, 'endpoint: CIDR "10.0.0.1/8" has host bits set'],
+    [{ endpoint: '2001:db8::1/64' }, 'endpoint: CIDR "2001:db8::1/64" has host bits set'],
     [{ endpoint: '*.' }, 'endpoint: malformed wildcard'],
     [{ endpoint: 'a.*.com' }, 'endpoint: malformed host'],
     [{ endpoint: 'https://' }, 'endpoint: malformed URL'],
