@@ -100,10 +100,16 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
       const status = readFileSync(`/proc/${agent!.pid}/task/${t}/status`, 'utf8');
       return n + Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)![1]);
     }, 0);
-    const before = wakeups();
-    await new Promise((r) => setTimeout(r, 2000));
-    const perSecond = (wakeups() - before) / 2;
-    assert.ok(perSecond < 80, `${perSecond} wake-ups a second`);
+    // The quieter of two 2 s windows: the agent has just started, and its start's after-work (the
+    // policy image written, the compile's garbage collected by V8's threads) once fell in the first
+    // (127 wake-ups a second in one full run of the suite, 20-30 alone); an agent that never sleeps fails both.
+    const window = async (): Promise<number> => {
+      const before = wakeups();
+      await new Promise((r) => setTimeout(r, 2000));
+      return (wakeups() - before) / 2;
+    };
+    const rates = [await window(), await window()];
+    assert.ok(Math.min(...rates) < 80, `${rates.join(' and ')} wake-ups a second`);
   });
 
   test('rule by full path blocks curl, not node, over IPv4 and IPv6', () => {
