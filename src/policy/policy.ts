@@ -51,6 +51,13 @@ function hasBit(bits: Int32Array, n: number): boolean {
   return n >> 5 >= bits.length || ((bits[n >> 5]! >>> (n & 31)) & 1) === 1;
 }
 
+/** `a`, or a copy of it with room for `need` ints: decide()'s scratch arrays grow, never shrink. */
+function room(a: Int32Array<ArrayBuffer>, need: number): Int32Array<ArrayBuffer> {
+  if (need <= a.length) return a;
+  const more = new Int32Array(Math.max(need, a.length * 2));
+  more.set(a);
+  return more;
+}
 
 interface SubPath {
   key: Uint8Array; // UTF-8 of the sub-path, '/a/b'
@@ -451,12 +458,7 @@ export class Policy {
   }
 
   private addCand(n4: number, end: number, len: number, prefix: number, app: number): number {
-    if (n4 + 4 > this.cands.length) {
-      const more = new Int32Array(this.cands.length * 2);
-      more.set(this.cands);
-      this.cands = more;
-    }
-    const c = this.cands;
+    const c = (this.cands = room(this.cands, n4 + 4));
     c[n4] = end;
     c[n4 + 1] = len;
     c[n4 + 2] = prefix;
@@ -511,12 +513,7 @@ export class Policy {
   }
 
   private pushSuffix(n: number, id: number): number {
-    if (n === this.suffixIds.length) {
-      const more = new Int32Array(n * 2);
-      more.set(this.suffixIds);
-      this.suffixIds = more;
-    }
-    this.suffixIds[n] = id;
+    (this.suffixIds = room(this.suffixIds, n + 1))[n] = id;
     return n + 1;
   }
 

@@ -37,6 +37,16 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, 'a.exÄmple.com')).action, 'allow');
   });
 
+  test('a name among many: every name a flow resolved to is matched, each suffix of each', () => {
+    const rules = [
+      rule({ id: 'deep', action: 'block', application: 'any', endpoint: '*.a.b.c.d.e.f.g.h.i.j.example.com' }),
+      rule({ id: 'w', action: 'allow', application: 'any', endpoint: '*.example.com' }),
+    ];
+    const many = Array.from({ length: 30 }, (_, i) => `x${i}.a.b.c.d.e.f.g.h.i.j.k.example.com`);
+    assert.equal(decide(rules, flow(CURL, 'x', 443, 'tcp', { hostnames: many })).rule?.id, 'w');
+    assert.equal(decide(rules, flow(CURL, 'x', 443, 'tcp', { hostnames: [...many, 'y.a.b.c.d.e.f.g.h.i.j.example.com'] })).rule?.id, 'deep');
+  });
+
   test('IPv4 address and CIDR', () => {
     const rules = [
       rule({ id: 'ip', action: 'block', application: 'any', endpoint: '192.0.2.7' }),
