@@ -138,11 +138,11 @@ export class Policy {
    * component or label. Each is consulted where its lookup would be, so a verdict found early costs
    * none of the later ones.
    */
-  private readonly idMemo = new Memo<number>();
-  private readonly pathMemo = new Memo<number>();
-  private readonly prefixMemo = new Memo<Apps>();
-  private readonly nameMemo = new Memo<number>();
-  private readonly wildMemo = new Memo<Apps>();
+  private readonly idMemo = new Memo<number>(NONE);
+  private readonly pathMemo = new Memo<number>(NONE);
+  private readonly prefixMemo = new Memo<Apps>(NONE);
+  private readonly nameMemo = new Memo<number>(NONE);
+  private readonly wildMemo = new Memo<Apps>(NONE);
   /**
    * An IPv6 address's words (or its IPv4 number if it is IPv4-mapped, null if it does not parse):
    * its parse costs ~10x an IPv4 parse, which a memo lookup would not beat.
