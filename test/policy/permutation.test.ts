@@ -21,7 +21,7 @@ function once<T>(key: string, make: () => T): T {
 }
 
 function endpointSpec(e: string, f: Flow): Spec | null {
-  const names = f.remote.hostnames;
+  const names = f.remote.hostnames.map((h) => h.toLowerCase().replace(/\.$/, '')); // case and a trailing dot do not matter
   if (e === 'any') return [0, 0];
   if (e.includes('://')) {
     if (!f.remote.url) return null;
@@ -127,6 +127,43 @@ test('every single rule against every flow', () => {
 test('random rule sets against every flow: levels, specificity and block-over-allow', () => {
   const flows = allFlows();
   randomSets((set) => check(set, flows));
+});
+
+test('random paths and names: upper case, trailing dots, non-ASCII characters and look-alikes of their bytes', () => {
+  // decide() walks an ASCII string as it is and any other as its UTF-8 bytes: both must agree with
+  // the reference, which compares JavaScript strings. "Ã¼" has the codes of the UTF-8 bytes of "ü".
+  let seed = 11;
+  const rand = (n: number): number => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+  const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
+  const COMPONENTS = ['a', 'b', 'ü', 'Ã¼', 'Bücher.app', 'BÃ¼cher.app', 'x.y', 'é', 'e\u0301', '日本'];
+  const LABELS = ['a', 'b', 'ex', 'xn--bcher-kva'];
+  const path = (): string => '/' + Array.from({ length: 1 + rand(4) }, () => pick(COMPONENTS)).join('/');
+  const host = (): string => Array.from({ length: 1 + rand(3) }, () => pick(LABELS)).join('.');
+  const spell = (h: string): string => {
+    const cased = rand(3) === 0 ? h.toUpperCase() : rand(4) === 0 ? 'Ä' + h : h;
+    return rand(4) === 0 ? cased + '.' : cased;
+  };
+  for (let set = 0; set < 400; set++) {
+    const rules: Rule[] = Array.from({ length: 1 + rand(6) }, (_, i) => ({
+      id: `r${i}`,
+      action: rand(2) === 0 ? 'allow' : 'block',
+      application: pick([path(), path() + '/', '*' + path(), 'any']),
+      endpoint: pick([host(), '*.' + host(), 'any']),
+      port: 'any',
+      protocol: 'any',
+    }));
+    const flows: Flow[] = Array.from({ length: 12 }, () => {
+      const base = pick(rules).application.replace(/^\*/, '/x').replace(/^any$/, '');
+      return {
+        app: { path: rand(2) === 0 ? path() : base + (base.endsWith('/') ? '' : '/') + pick(COMPONENTS) },
+        remote: { ip: '192.0.2.1', hostnames: Array.from({ length: rand(3) }, () => spell(host())) },
+        port: 443,
+        protocol: 'tcp',
+      };
+    });
+    check(rules, flows);
+    check(rules, flows, (r) => Policy.restore(Policy.compile(r, 'passive-allow').image(), 'passive-allow'));
+  }
 });
 
 test('a policy restored from its image gives every verdict the compiled policy gives', () => {
