@@ -86,7 +86,8 @@ export function parseApplication(s: unknown): AppMatch | string {
   if (s.startsWith('*/')) {
     const rest = s.slice(1).replace(/\/$/, '');
     const bad = checkPath(rest);
-    if (bad || rest === '') return `malformed sub-path "${s}"${bad ? ': ' + bad : ''}`;
+    // "*/" and "*//" name no component: the second would have been kept and matched nothing, silently
+    if (bad || rest === '' || rest === '/') return `malformed sub-path "${s}"${bad ? ': ' + bad : ''}`;
     return { kind: 'subpath', key: rest };
   }
   if (s.startsWith('/')) {
