@@ -207,6 +207,17 @@ describe('application levels', () => {
     }
   });
 
+  test('a path longer than PATH_MAX bytes, non-ASCII throughout, matches as its characters say', () => {
+    // 3,000 "ü" are 6,000 UTF-8 bytes: walked as bytes in more than one piece of 4,096
+    const dir = `/${'ü'.repeat(3000)}/`;
+    const r = [rule({ id: 'long', action: 'block', application: dir }), rule({ id: 'sub', action: 'allow', application: `*/${'ü'.repeat(2999)}x` })];
+    for (const p of [Policy.compile(r), Policy.restore(Policy.compile(r).image(), 'passive-allow')]) {
+      assert.equal(p.decide(flow({ path: `${dir}bin` }, 'x.com')).rule?.id, 'long');
+      assert.equal(p.decide(flow({ path: `/${'ü'.repeat(2999)}u/bin` }, 'x.com')).rule, undefined);
+      assert.equal(p.decide(flow({ path: `/a/${'ü'.repeat(2999)}x/bin` }, 'x.com')).rule?.id, 'sub');
+    }
+  });
+
   test('a prefix does not match the directory itself nor siblings sharing its name', () => {
     const r = [rule({ id: 'p', action: 'block', application: '/usr/lib/firefox/' })];
     assert.equal(decide(r, flow({ path: '/usr/lib/firefox-esr/firefox' }, 'x.com')).action, 'allow');
