@@ -9,7 +9,8 @@
  * - a catalog read as bytes (catalog/fast-reader.ts) indexes its keys with no string made per key;
  * - a path's prefixes and a name's suffixes are looked up with a hash carried along the walk, where
  *   a dictionary needed a fresh slice of the string for each, hashed and interned.
- * A JS string is looked up by its UTF-8 bytes: an ASCII one as it is, any other as its byteString().
+ * A JS string is looked up by its UTF-8 bytes: an ASCII one as it is, any other through a copy of
+ * its bytes (get()) or its byteString() (decide()'s walks, which read units).
  * A lone surrogate, which UTF-8 cannot hold, becomes U+FFFD in both a rule's key and a flow's string.
  */
 
@@ -72,11 +73,10 @@ export function byteString(s: string): string {
   return out;
 }
 
-/** hashBytes() of the bytes held as units k[s..e) (below 256 each). */
-export function hashChars(k: string, s: number, e: number, reversed = false): number {
+/** hashBytes() (first byte to last) of the bytes held as units k[s..e) (below 256 each). */
+export function hashChars(k: string, s: number, e: number): number {
   let h = SEED;
-  if (reversed) for (let i = e - 1; i >= s; i--) h = step(h, k.charCodeAt(i));
-  else for (let i = s; i < e; i++) h = step(h, k.charCodeAt(i));
+  for (let i = s; i < e; i++) h = step(h, k.charCodeAt(i));
   return mix(h);
 }
 
@@ -204,8 +204,8 @@ export class ByteDict {
       }
     }
     if (any > 127) {
-      const b = byteString(k);
-      return this.findChars(b, 0, b.length, hashChars(b, 0, b.length, this.reversed));
+      const { bytes, length } = utf8(k);
+      return this.find(bytes, 0, length, this.hash(bytes, 0, length));
     }
     return this.findChars(k, 0, len, mix(h));
   }
