@@ -143,8 +143,8 @@ export function parseEndpoint(s: unknown): EndpointMatch | string {
     const len = /^[0-9]{1,3}$/.test(bits) ? Number(bits) : -1;
     if (!ip || len < 0 || len > (ip.v === 4 ? 32 : 128)) return `malformed CIDR "${s}"`;
     const key = ip.v === 4 ? maskV4(ip.n, len) : maskV6(ip.w, len, new Uint8Array(16));
-    const whole = ip.v === 4 ? ip.n : maskV6(ip.w, 128, new Uint8Array(16));
-    if (typeof key === 'number' ? key !== whole : !equalBytes(key, 0, whole as Uint8Array, 0, 16)) return `CIDR "${s}" has host bits set`;
+    const hostBits = ip.v === 4 ? key !== ip.n : !equalBytes(key as Uint8Array, 0, maskV6(ip.w, 128, new Uint8Array(16)), 0, 16);
+    if (hostBits) return `CIDR "${s}" has host bits set`;
     return { kind: 'cidr', v: ip.v, len, key };
   }
   const ip = strictIp(s);
