@@ -15,7 +15,7 @@ function scanCatalog(b: Buffer, name: string): { mode?: Policy['mode']; rules: C
   const s = scan(b, name);
   return s && { mode: s.head.mode, rules: new CatalogRules(b, s.spans, s.count, s.parsed) };
 }
-import { NOW, allFlows, allRules, randomSets } from '../policy/rule-sets.js';
+import { NOW, allFlows, allRules, randomSets, seeded } from '../policy/rule-sets.js';
 
 /** What loading a catalog gives: its counts and every flow's verdict, or its error. */
 function outcome(load: () => Policy, flows: Flow[]): string {
@@ -144,8 +144,7 @@ test('random damage to a catalog: the byte read and the usual read agree on ever
   const flows = trickyFlows().filter((_, i) => i % 7 === 0);
   const base = TRICKY;
   const alphabet = '{}[]",:\\ \n0123456789.-/*aeAZ_u';
-  let seed = 11;
-  const rand = (n: number): number => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+  const rand = seeded(11);
   let scanned = 0;
   for (let k = 0; k < 2000; k++) {
     let t = base;
@@ -162,8 +161,7 @@ test('random damage to a catalog: the byte read and the usual read agree on ever
 });
 
 test('isPlainHost() accepts exactly the names parseEndpoint() keeps as they are', () => {
-  let seed = 5;
-  const rand = (n: number): number => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+  const rand = seeded(5);
   const alphabet = 'ab09-_.A:*/';
   const cases = ['a', 'a.b', 'a-b.c', '-a.b', 'a-.b', 'a.b-', '_a._b', 'a..b', 'a.', '.a', 'a.1', '1.a', '1.2.3.4', 'x'.repeat(63) + '.com', 'x'.repeat(64) + '.com', `${'a.'.repeat(126)}ab`, `${'a.'.repeat(126)}abc`];
   for (let i = 0; i < 20000; i++) cases.push(Array.from({ length: 1 + rand(8) }, () => alphabet[rand(alphabet.length)]).join(''));

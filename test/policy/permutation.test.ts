@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { Policy, type Flow, type Level, type Rule } from '../../src/policy/index.js';
-import { NOW, allFlows, allRules, randomSets } from './rule-sets.js';
+import { NOW, allFlows, allRules, randomSets, seeded } from './rule-sets.js';
 
 // ---- the reference: plain definitions, one rule at a time ----
 
@@ -132,8 +132,7 @@ test('random rule sets against every flow: levels, specificity and block-over-al
 test('random paths and names: upper case, trailing dots, non-ASCII characters and look-alikes of their bytes', () => {
   // decide() walks an ASCII string as it is and any other as its UTF-8 bytes: both must agree with
   // the reference, which compares JavaScript strings. "Ã¼" has the codes of the UTF-8 bytes of "ü".
-  let seed = 11;
-  const rand = (n: number): number => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+  const rand = seeded(11);
   const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
   const COMPONENTS = ['a', 'b', 'ü', 'Ã¼', 'Bücher.app', 'BÃ¼cher.app', 'x.y', 'é', 'e\u0301', '日本'];
   const LABELS = ['a', 'b', 'ex', 'xn--bcher-kva'];

@@ -41,12 +41,16 @@ export function allFlows(): Flow[] {
   return out;
 }
 
+/** A deterministic random integer in [0, n) per call, from `seed`. */
+export function seeded(seed: number): (n: number) => number {
+  // high bits: the low bits of this generator repeat with a short period
+  return (n) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+}
+
 /** The random rule sets: many rules share an application and a destination, so lists and ties happen. */
 export function randomSets(each: (set: Rule[]) => void): void {
   const rules = allRules();
-  let seed = 7;
-  // high bits: the low bits of this generator repeat with a short period
-  const rand = (n: number) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
+  const rand = seeded(7);
   for (let i = 0; i < 1500; i++) {
     const set: Rule[] = [];
     const base = rules[rand(rules.length)]!;
