@@ -69,6 +69,7 @@ export function parseCatalog(data: Buffer | string, name: string): Catalog {
 
 /** parseCatalog(), with a NuAppFirewall catalog's rules as columns (NuAppRows), for a compile. */
 export function parseCatalogRows(data: Buffer | string, name: string): Omit<Catalog, 'rules'> & { rules: Rule[] | NuAppRows } {
+  data = withoutBom(data);
   let doc: unknown;
   let encoding: Encoding;
   const text = (): string => (typeof data === 'string' ? data : data.toString('utf8'));
@@ -108,6 +109,20 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
     throw new CatalogError(`${name}: neither a Tollgate catalog ("format": "${TOLLGATE_FORMAT}") nor a NuAppFirewall catalog: ${zodProblem(r.error)}`);
   }
   return { format: 'nuapp', encoding, rules: nuAppRows(r.data) };
+}
+
+/**
+ * Without a leading UTF-8 byte-order mark: editors and tools on Windows (PowerShell's Out-File among
+ * them) write one, and RFC 8259 lets a reader ignore it. JSON.parse and the PLIST parser refuse it.
+ */
+function withoutBom(data: Buffer | string): Buffer | string {
+  if (typeof data === 'string') return data.charCodeAt(0) === 0xfeff ? data.slice(1) : data;
+  return bomLength(data) > 0 ? data.subarray(3) : data;
+}
+
+/** 3 when b starts with the UTF-8 byte-order mark, else 0. */
+export function bomLength(b: Uint8Array): number {
+  return b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0;
 }
 
 function decode(fn: () => unknown, name: string, what: string): unknown {

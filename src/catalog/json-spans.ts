@@ -5,11 +5,11 @@
  * Written by hand because no JSON library reports byte spans without building values. It follows
  * JSON strictly where it reads (structure, keys, plain strings, port digits) and leaves the rest to
  * JSON.parse: the top level without its rules goes through parseCatalog(), any rule that is not plain
- * through JSON.parse. Whatever it cannot follow (a byte-order mark, a comma too many, a file cut
- * short) makes it give up (null).
+ * through JSON.parse. A leading byte-order mark is skipped, as parseCatalog() skips it. Whatever it
+ * cannot follow (a comma too many, a file cut short) makes it give up (null).
  */
 import { ACTION_WORDS, CODES, PLAIN_FIELDS, PROTOCOL_WORDS, SPAN, STRIDE, wordCode } from '../policy/index.js';
-import { parseCatalog, plainTollgateHead, type Catalog } from './file.js';
+import { bomLength, parseCatalog, plainTollgateHead, type Catalog } from './file.js';
 
 const CHUNK_BITS = 15;
 const CHUNK = 1 << CHUNK_BITS; // rules a chunk of spans (2 MiB)
@@ -58,6 +58,7 @@ export interface ScannedCatalog {
  */
 export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   const s = new Scanner(b);
+  const start = (s.i = bomLength(b));
   s.ws();
   if (b[s.i] !== 123) return null;
   s.i++;
@@ -98,7 +99,7 @@ export function scanCatalog(b: Buffer, name: string): ScannedCatalog | null {
   // read of the whole file (a JSON error's position would be the head's here)
   let head: Omit<Catalog, 'rules'>;
   try {
-    const text = Buffer.concat([b.subarray(0, rulesAt), Buffer.from('[]'), b.subarray(rulesEnd)]);
+    const text = Buffer.concat([b.subarray(start, rulesAt), Buffer.from('[]'), b.subarray(rulesEnd)]);
     const plain = plainTollgateHead(JSON.parse(text.toString('utf8')));
     if (plain) head = plain;
     else {

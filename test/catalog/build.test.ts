@@ -108,6 +108,9 @@ describe('catalog build: refinements on small logs', () => {
   test('URLs stay URLs, or become hosts with --strip-urls', async () => {
     const log = file('u.jsonl', '{"app":"/a","host":"https://API.example.com/v1/x?q=1","port":443}\n');
     assert.deepEqual(shape((await buildCatalog(opts([log]))).rules), ['allow /a https://api.example.com/v1/x?q=1 443']);
+    // the same file written with a byte-order mark: its first line is an access, not a malformed line
+    const bom = await buildCatalog(opts([file('bom.jsonl', '\ufeff' + readFileSync(log, 'utf8'))]));
+    assert.deepEqual([shape(bom.rules), bom.files[0]!.malformed], [['allow /a https://api.example.com/v1/x?q=1 443'], 0]);
     assert.deepEqual(shape((await buildCatalog(opts([log], { stripUrls: true }))).rules), ['allow /a api.example.com 443']);
   });
 
@@ -126,6 +129,9 @@ describe('catalog build: refinements on small logs', () => {
     ]);
     assert.match(r.steps.find((s) => s.step === 'blocked apps')!.detail, /1 allow rules of 1 blocked applications dropped: \/Applications\/Arc\.app/);
     await assert.rejects(buildCatalog(opts([log], { blockedAppsFile: file('bad.csv', 'app,identifier\nArc.app,x\n') })), /bad\.csv:2: app must be a path/);
+    // a spreadsheet's "CSV UTF-8" export starts with a byte-order mark: the header's first column is still "app" (csv-parse's trim takes it off)
+    const excel = await buildCatalog(opts([log], { blockedAppsFile: file('excel.csv', '\ufeff' + readFileSync(apps, 'utf8')), blockedPortsFile: ports }));
+    assert.deepEqual(shape(excel.rules), shape(r.rules));
   });
 });
 

@@ -135,9 +135,16 @@ test('bad rules: the same errors, in the same order, however each rule was read'
 
 test('the reader gives up on what it cannot follow, and the usual read says what is wrong', () => {
   const good = doc([{ id: 'a', action: 'allow', application: 'any' }]);
-  for (const text of ['\ufeff' + good, good.replace(']', ',]'), good.slice(0, -3), good.replace('{"id"', '{ // c\n"id"'), good + 'x', '[]', '{}', doc([]).replace('"rules":[]', '"rules":[],"rules":[]')]) {
+  for (const text of [good.replace(']', ',]'), good.slice(0, -3), good.replace('{"id"', '{ // c\n"id"'), good + 'x', '[]', '{}', doc([]).replace('"rules":[]', '"rules":[],"rules":[]')]) {
     assert.equal(scanCatalog(Buffer.from(text), 'c.json'), null, text);
   }
+});
+
+test('a byte-order mark before a catalog is skipped, as the usual read skips it', () => {
+  const text = '\ufeff' + doc([{ id: 'a', action: 'block', application: 'any', endpoint: 'x.example.com' }, { id: 'b', action: 'allow', application: '/usr/bin/curl' }]);
+  assert.ok(scanCatalog(Buffer.from(text), 'c.json'));
+  same(text, allFlows());
+  assert.equal(Policy.compile(parseCatalog(text, 'c.json').rules).stats().rules, 2);
 });
 
 test('random damage to a catalog: the byte read and the usual read agree on every outcome', () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CatalogError, hashFile, parseCatalog, readCatalog, readCatalogOffThread, serializeCatalog } from '../../src/catalog/index.js';
+import { CatalogError, hashFile, loadPolicy, parseCatalog, readCatalog, readCatalogOffThread, serializeCatalog } from '../../src/catalog/index.js';
 import { nuSchemas, plainNuApp } from '../../src/catalog/nuapp.js';
 import { Policy, type Rule } from '../../src/policy/index.js';
 import { DATA, NO_DATA } from '../data.js';
@@ -43,6 +43,26 @@ describe('Tollgate format', () => {
       writeFileSync(join(dir, 'c.plist'), bytes);
       assert.deepEqual((await readCatalog(join(dir, 'c.plist'))).rules, [SAMPLE[2], SAMPLE[4]]);
       assert.throws(() => parseCatalog(bytes.toString('utf8'), 'txt'), /txt: a binary PLIST must be read as bytes/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a file that starts with a byte-order mark reads as it would without one, in every format and every way of reading', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-bom-'));
+    try {
+      const nu = { '/usr/bin/curl': [{ action: 'block', identifier: 'unknown', destinations: [['example.com', '443']] }] };
+      const texts = [serializeCatalog(SAMPLE, { format: 'tollgate', encoding: 'json' }), serializeCatalog(SAMPLE, { format: 'tollgate', encoding: 'plist' }), JSON.stringify(nu)];
+      for (const [k, text] of texts.entries()) {
+        const [plain, bom] = [join(dir, `${k}.txt`), join(dir, `${k}-bom.txt`)];
+        writeFileSync(plain, text);
+        writeFileSync(bom, '\ufeff' + text);
+        const want = (await readCatalog(plain)).rules;
+        assert.ok(want.length > 0);
+        assert.deepEqual((await readCatalog(bom)).rules, want, `readCatalog ${k}`);
+        assert.deepEqual(loadPolicy(bom, undefined, { dir: null }).policy.rules, want, `loadPolicy ${k}`);
+        assert.deepEqual(Policy.compile((await readCatalogOffThread(bom)).rules).rules, want, `off thread ${k}`);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -124,7 +124,8 @@ export class LineScanner {
   private jsonLine(l: string, no: number): void {
     let o: Record<string, unknown>;
     try {
-      o = JSON.parse(l) as Record<string, unknown>;
+      // a byte-order mark starts some files (and lines of files joined by cat): JSON.parse refuses it
+      o = JSON.parse(l.charCodeAt(0) === 0xfeff ? l.slice(1) : l) as Record<string, unknown>;
       if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new Error('not an object');
     } catch (e) {
       return this.bad(no, `not a JSON object (${(e as Error).message})`);
