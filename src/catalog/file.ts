@@ -70,6 +70,7 @@ export function parseCatalog(data: Buffer | string, name: string): Catalog {
 /** parseCatalog(), with a NuAppFirewall catalog's rules as columns (NuAppRows), for a compile. */
 export function parseCatalogRows(data: Buffer | string, name: string): Omit<Catalog, 'rules'> & { rules: Rule[] | NuAppRows } {
   data = withoutBom(data);
+  if (isUtf16(data)) throw new CatalogError(`${name}: the file is UTF-16 text (as Windows PowerShell 5 writes with >): save it as UTF-8`);
   let doc: unknown;
   let encoding: Encoding;
   const text = (): string => (typeof data === 'string' ? data : data.toString('utf8'));
@@ -118,6 +119,12 @@ export function parseCatalogRows(data: Buffer | string, name: string): Omit<Cata
 function withoutBom(data: Buffer | string): Buffer | string {
   if (typeof data === 'string') return data.charCodeAt(0) === 0xfeff ? data.slice(1) : data;
   return bomLength(data) > 0 ? data.subarray(3) : data;
+}
+
+/** Starts with a UTF-16 byte-order mark (FF FE or FE FF; read as UTF-8 text, each is U+FFFD). */
+function isUtf16(data: Buffer | string): boolean {
+  if (typeof data === 'string') return data.startsWith('\ufffd\ufffd');
+  return (data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff);
 }
 
 /** 3 when b starts with the UTF-8 byte-order mark, else 0. */

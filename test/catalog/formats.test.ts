@@ -48,7 +48,7 @@ describe('Tollgate format', () => {
     }
   });
 
-  test('a file that starts with a byte-order mark reads as it would without one, in every format and every way of reading', async () => {
+  test('a file that starts with a UTF-8 byte-order mark reads as it would without one, in every format and every way of reading; UTF-16 is refused', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-bom-'));
     try {
       const nu = { '/usr/bin/curl': [{ action: 'block', identifier: 'unknown', destinations: [['example.com', '443']] }] };
@@ -62,6 +62,16 @@ describe('Tollgate format', () => {
         assert.deepEqual((await readCatalog(bom)).rules, want, `readCatalog ${k}`);
         assert.deepEqual(loadPolicy(bom, undefined, { dir: null }).policy.rules, want, `loadPolicy ${k}`);
         assert.deepEqual(Policy.compile((await readCatalogOffThread(bom)).rules).rules, want, `off thread ${k}`);
+        // UTF-16 (Windows PowerShell 5's `>`), either byte order: refused with what to do about it
+        const utf16 = join(dir, `${k}-utf16.txt`);
+        const le = Buffer.from('\ufeff' + text, 'utf16le');
+        for (const bytes of [le, Buffer.from(le).swap16()]) {
+          writeFileSync(utf16, bytes);
+          const said = /-utf16\.txt: the file is UTF-16 text .*: save it as UTF-8$/;
+          await assert.rejects(readCatalog(utf16), said);
+          assert.throws(() => loadPolicy(utf16, undefined, { dir: null }), said);
+          await assert.rejects(readCatalogOffThread(utf16), said);
+        }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
