@@ -48,7 +48,7 @@ cacheOptions(program
   .option('--path <path>', 'executable path when --app is an app id')
   .option('--host <name...>', 'host name(s) the program resolved')
   .option('--ip <address>', 'remote IP address')
-  .option('--url <url>', 'URL, where known')
+  .option('--url <url>', 'URL, where known (its host is the connection\'s host or IP)')
   .requiredOption('--port <n>', 'remote port', port)
   .option('--proto <tcp|udp>', 'protocol', 'tcp')
   .option('--user <name>', 'user name of the program')
@@ -71,6 +71,16 @@ cacheOptions(program
       if (!n) throw new UsageError(`--host: not a host name: "${h}"`);
       return n;
     });
+    // A connection to a URL goes to its host: host, wildcard and IP rules judge it too, as they
+    // would the same connection given by --host or --ip
+    let remoteIp = String(o.ip ?? '');
+    if (o.url !== undefined) {
+      const u = URL.canParse(String(o.url)) ? new URL(String(o.url)) : null;
+      if (!u || !u.hostname) throw new UsageError(`--url: not a URL with a host: "${o.url}"`);
+      const literal = parseEndpoint(u.hostname.replace(/^\[(.*)\]$/, '$1'));
+      if (typeof literal !== 'string' && literal.kind === 'ip') remoteIp ||= u.hostname.replace(/^\[(.*)\]$/, '$1');
+      else if (!hosts.includes(u.hostname)) hosts.push(u.hostname);
+    }
     const flow: Flow = {
       app: {
         ...(parsed.kind === 'id' ? { id: app, path: String(o.path ?? '') } : { path: app }),
@@ -78,7 +88,7 @@ cacheOptions(program
         ...(o.uid !== undefined ? { uid: Number(o.uid) } : {}),
         ...(o.groups ? { groups: o.groups as string[] } : {}),
       },
-      remote: { ip: String(o.ip ?? ''), hostnames: hosts, ...(o.url ? { url: String(o.url) } : {}) },
+      remote: { ip: remoteIp, hostnames: hosts, ...(o.url ? { url: String(o.url) } : {}) },
       port: o.port as number,
       protocol: o.proto,
     };

@@ -103,6 +103,18 @@ test('decide explains the verdict, as text and JSON', () => {
   assert.deepEqual([ssh.action, ssh.rule.id, ssh.level], ['allow', 'ssh-admins', 'path']);
   const other = JSON.parse(tollgate('decide', EXAMPLE, '--app', '/usr/bin/ssh', '--ip', '2001:db8::5', '--port', '22', '--json').out);
   assert.equal(other.rule.id, 'ssh-others');
+  // a URL's host is the connection's: host, wildcard and IP rules judge it too
+  const url = tollgate('decide', EXAMPLE, '--app', 'org.mozilla.firefox', '--url', 'https://Ads.DoubleClick.net/x?y=1', '--port', '443');
+  assert.match(url.out, /^BLOCK {2}\(app-id level\)\n {2}rule "firefox-ads"/);
+  const literal = JSON.parse(tollgate('decide', EXAMPLE, '--app', '/usr/bin/curl', '--url', 'http://10.1.2.3:8080/x', '--port', '8080', '--json').out);
+  assert.deepEqual([literal.rule.id, literal.flow.remote.ip, literal.flow.remote.hostnames], ['curl-internal', '10.1.2.3', []]);
+  const v6 = tollgate('decide', EXAMPLE, '--app', '/usr/bin/ssh', '--url', 'ssh://[2001:db8::1]/', '--port', '22');
+  assert.match(v6.out, /rule "ssh-others"/);
+  for (const bad of ['nope', 'file:///etc/passwd']) {
+    const r = tollgate('decide', EXAMPLE, '--app', '/usr/bin/curl', '--url', bad, '--port', '443');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--url: not a URL with a host/);
+  }
   const unknown = tollgate('decide', EXAMPLE, '--app', '/usr/bin/wget', '--host', 'example.org', '--port', '80', '--mode', 'passive-block');
   assert.match(unknown.out, /^BLOCK {2}\(default level\)\n {2}no rule applies; mode passive-block/);
 });
