@@ -3,7 +3,6 @@
  * to the kernel -> audit row. Every queued packet gets exactly one verdict, even when something
  * fails on the way (then the fail mode answers and the error is reported).
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { loadPolicy as loadCompiledPolicy, reloadPolicy, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
@@ -17,6 +16,7 @@ import { ProcEvents } from '../linux/procevents.js';
 import { ProcessResolver, processKey, type ExitedProcess, type ProcessInfo } from '../linux/procs.js';
 import { SockDiag, type SocketOwner, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
+import { watchCatalog, type CatalogWatch } from './catalog-watch.js';
 import { AuditWriter } from '../store/writer.js';
 
 export interface AgentOptions {
@@ -67,7 +67,6 @@ const EXIT_AFTER_CLOSE_MS = 20;
 /** The longest such a packet waits, should the events thread lag further still or stop. */
 const EXIT_EVENT_CAP_MS = 1000;
 const GONE = 'gone '; // key prefix of a packet whose socket was gone: judged alone, never cached (onPacket)
-const WATCH_SETTLE_MS = 100; // quiet time after a catalog file change before it is reloaded
 const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
@@ -106,8 +105,7 @@ export class Agent {
   private readonly verdicts = new Map<string, { allow: boolean; until: number }>();
   /** Same key -> packet ids waiting for the first packet's verdict (monitor mode: none). */
   private readonly pending = new Map<string, number[]>();
-  private watcher?: FSWatcher;
-  private watchSettle?: NodeJS.Timeout;
+  private watcher?: CatalogWatch;
   private reloads: Promise<unknown> = Promise.resolve();
   private loadedHow = '';
   private imageJob?: ImageJob;
@@ -227,11 +225,11 @@ export class Agent {
       await this.stop();
       throw e;
     }
-    // An editor's save is several change events: one reload once they stop.
-    this.watcher = watch(this.opts.catalog, () => {
-      clearTimeout(this.watchSettle);
-      this.watchSettle = setTimeout(() => void this.reload('catalog file changed'), WATCH_SETTLE_MS);
-    });
+    this.watcher = watchCatalog(
+      this.opts.catalog,
+      () => void this.reload('catalog file changed'),
+      (e) => this.opts.log(`tollgate agent: WARNING: catalog changes are no longer followed: ${e.message}; SIGHUP still reloads`),
+    );
     this.sweeper = setInterval(() => this.sweep(), 5000);
     if (this.opts.loopStats) this.loopDelay.enable();
     const s = this.policy.stats();
@@ -269,7 +267,6 @@ export class Agent {
     this.stopping.abort(new Error('the agent is stopping'));
     this.imageWrite?.abort();
     this.watcher?.close();
-    clearTimeout(this.watchSettle);
     clearInterval(this.sweeper);
     clearInterval(this.poller);
     this.loopDelay.disable();
