@@ -3,9 +3,9 @@
  * binary). The format is recognised from the content, the encoding from the content on read and
  * from the file extension on write.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type * as Plist from 'plist';
 import type * as Zod from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
@@ -208,20 +208,42 @@ export function encodingFor(path: string): Encoding {
   return /\.plist$/i.test(path) ? 'plist' : 'json';
 }
 
+/**
+ * Writes a catalog to a new file beside `path`, flushed to disk, then renamed over it: a reader (the
+ * agent follows its catalog file) never sees half a catalog, and a write that fails (a full disk)
+ * or a crash leaves the previous catalog as it was. A symlink at `path` keeps pointing to the file
+ * it names, which is the one replaced; a file that was there keeps its permissions.
+ */
 export async function writeCatalog(path: string, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
-  if (opts.format !== 'tollgate' || opts.encoding !== 'json' || rules.length < 10_000) return writeFile(path, serializeCatalog(rules, opts));
+  const target = await realpath(path).catch(() => path); // not there yet: made
+  const mode = await stat(target).then((s) => s.mode & 0o7777, () => 0o644);
+  const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(tmp, 'wx', mode);
+    await fh.chmod(mode); // as it was, whatever the umask
+    await writeBody(fh, rules, opts);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, target);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    if (e instanceof CatalogError) throw e;
+    throw new CatalogError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+async function writeBody(fh: FileHandle, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
+  if (opts.format !== 'tollgate' || opts.encoding !== 'json' || rules.length < 10_000) return void (await fh.write(serializeCatalog(rules, opts)));
   // Large Tollgate JSON: the same bytes as serializeCatalog(), written in pieces, so a catalog of a
   // million rules never exists as one string (and again as one buffer) in memory.
-  const fh = await open(path, 'w');
-  try {
-    const head = JSON.stringify({ format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}) }, null, 2).slice(0, -2);
-    await fh.write(`${head},\n  "rules": [\n`);
-    for (let i = 0; i < rules.length; i += 10_000) {
-      const part = rules.slice(i, i + 10_000).map((r) => '    ' + JSON.stringify(clean(r))).join(',\n');
-      await fh.write(part + (i + 10_000 < rules.length ? ',\n' : '\n'));
-    }
-    await fh.write('  ]\n}\n');
-  } finally {
-    await fh.close();
+  const head = JSON.stringify({ format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}) }, null, 2).slice(0, -2);
+  await fh.write(`${head},\n  "rules": [\n`);
+  for (let i = 0; i < rules.length; i += 10_000) {
+    const part = rules.slice(i, i + 10_000).map((r) => '    ' + JSON.stringify(clean(r))).join(',\n');
+    await fh.write(part + (i + 10_000 < rules.length ? ',\n' : '\n'));
   }
+  await fh.write('  ]\n}\n');
 }

@@ -1,9 +1,10 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CatalogError, hashFile, loadPolicy, parseCatalog, readCatalog, readCatalogOffThread, serializeCatalog } from '../../src/catalog/index.js';
+import { Worker } from 'node:worker_threads';
+import { CatalogError, hashFile, loadPolicy, parseCatalog, readCatalog, readCatalogOffThread, serializeCatalog, writeCatalog } from '../../src/catalog/index.js';
 import { nuSchemas, plainNuApp } from '../../src/catalog/nuapp.js';
 import { Policy, type Rule } from '../../src/policy/index.js';
 import { DATA, NO_DATA } from '../data.js';
@@ -73,6 +74,56 @@ describe('Tollgate format', () => {
           await assert.rejects(readCatalogOffThread(utf16), said);
         }
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('writing a catalog replaces it whole: a reader meanwhile sees the old one or the new one, never part of one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-write-'));
+    try {
+      const file = join(dir, 'c.json');
+      const many = (n: number, tag: string): Rule[] => Array.from({ length: n }, (_, i) => ({ id: `${tag}${i}`, action: 'block', application: 'any', port: 1 + (i % 65535) }));
+      await writeCatalog(file, many(3, 'old'), { format: 'tollgate', encoding: 'json' });
+      chmodSync(file, 0o600);
+      // a reader on another thread reads and parses the file over and over while 50,000 rules are written
+      const stop = new Int32Array(new SharedArrayBuffer(4));
+      const reader = new Worker(
+        `const { readFileSync } = require('node:fs');
+        const { workerData: { file, stop }, parentPort } = require('node:worker_threads');
+        const seen = {};
+        do {
+          let n;
+          try { n = JSON.parse(readFileSync(file, 'utf8')).rules.length; } catch (e) { n = 'unreadable'; }
+          seen[n] = (seen[n] ?? 0) + 1;
+        } while (Atomics.load(stop, 0) === 0);
+        parentPort.postMessage(seen);`,
+        { eval: true, workerData: { file, stop } },
+      );
+      const seen = new Promise<Record<string, number>>((r) => reader.once('message', r));
+      await new Promise((r) => setTimeout(r, 50)); // the reader under way
+      await writeCatalog(file, many(50_000, 'new'), { format: 'tollgate', encoding: 'json' });
+      await new Promise((r) => setTimeout(r, 100)); // the reader finds the new one too
+      Atomics.store(stop, 0, 1);
+      const reads = await seen;
+      assert.deepEqual(Object.keys(reads).sort(), ['3', '50000'], `what the reader found: ${JSON.stringify(reads)}`);
+      assert.equal((await readCatalog(file)).rules.length, 50_000);
+      assert.equal(statSync(file).mode & 0o777, 0o600, 'its permissions are kept');
+      // a symlink keeps naming the file it named, which is the one replaced
+      mkdirSync(join(dir, 'v'));
+      writeFileSync(join(dir, 'v', 'real.json'), serializeCatalog(SAMPLE, { format: 'tollgate', encoding: 'json' }));
+      symlinkSync(join('v', 'real.json'), join(dir, 'link.json'));
+      await writeCatalog(join(dir, 'link.json'), SAMPLE.slice(0, 2), { format: 'tollgate', encoding: 'plist' });
+      assert.ok(lstatSync(join(dir, 'link.json')).isSymbolicLink());
+      assert.equal(readlinkSync(join(dir, 'link.json')), join('v', 'real.json'));
+      assert.deepEqual((await readCatalog(join(dir, 'v', 'real.json'))).rules, SAMPLE.slice(0, 2));
+      // a write that fails says so and leaves nothing behind
+      await assert.rejects(writeCatalog(join(dir, 'v'), SAMPLE, { format: 'tollgate', encoding: 'json' }), /v: cannot write \(EISDIR\)/);
+      await assert.rejects(writeCatalog(join(dir, 'none', 'c.json'), SAMPLE, { format: 'tollgate', encoding: 'json' }), /c\.json: cannot write \(ENOENT\)/);
+      await assert.rejects(writeCatalog(file, SAMPLE, { format: 'nuapp', encoding: 'json' }), /cannot be expressed in NuAppFirewall's format/);
+      assert.equal((await readCatalog(file)).rules.length, 50_000, 'a refused write leaves the catalog as it was');
+      assert.deepEqual(readdirSync(dir).sort(), ['c.json', 'link.json', 'v']);
+      assert.deepEqual(readdirSync(join(dir, 'v')), ['real.json']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
