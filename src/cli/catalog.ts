@@ -1,4 +1,5 @@
 /** `tollgate catalog build | diff | stats`. */
+import { statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { catalogStats, diffCatalogs, encodingFor, readCatalog, writeCatalog } from '../catalog/index.js';
@@ -57,6 +58,16 @@ async function mappingOf(o: BuildFlags, preset: Mapping): Promise<Mapping> {
   return m;
 }
 
+/** Both paths name one existing file. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 function table(rows: string[][]): string {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n');
@@ -92,6 +103,9 @@ export function catalogCommands(program: Command): void {
     .option('--no-progress', 'no progress bar')
     .action(async (o: BuildFlags) => {
       if (o.format === 'nuapp' && o.wildcardAfter) throw new UsageError('--wildcard-after: NuAppFirewall catalogs cannot hold *.domain rules; use --format tollgate or --wildcard-after 0');
+      // the catalog replaces --out at the end: an input there (a slip of the shell) would be lost
+      const input = [...o.logs, o.blocked, o.blockedPorts].find((f) => f !== undefined && sameFile(f, o.out));
+      if (input !== undefined) throw new UsageError(`--out ${o.out} is the input ${input}: the catalog would replace it; write it elsewhere`);
       const t0 = performance.now();
       // here, not at the top: the builder (csv-parse, worker threads) and the progress bar are for this command only
       const [{ BuildError, buildCatalog, presetMapping }, { SingleBar }] = await Promise.all([import('../catalog/build/index.js'), import('cli-progress')]);

@@ -242,5 +242,11 @@ describe('catalog CLI', () => {
     assert.match(fail(['build', '--logs', file('nohead.tsv', 'a\tb\n1\t2\n'), '--out', join(dir, 'x.json')]), /the header has no column for app \(causality_actor_process_image_path\)/);
     assert.match(fail(['build', '--logs', file('ok.tsv', tsv()), '--out', join(dir, 'x.json'), '--format', 'nuapp', '--wildcard-after', '3']), /NuAppFirewall catalogs cannot hold \*\.domain rules/);
     assert.match(fail(['build', '--logs', file('g.tsv.gz', 'not gzip at all'), '--out', join(dir, 'x.json')]), /header has no column|not a readable gzip/);
+    // --out naming an input (a slip of the shell) is refused before the build, and the input is left as it was
+    const log = file('keep.tsv', tsv(['/a', 'x.example', '', '443', '', '', '']));
+    const apps = file('keep.csv', 'app,identifier\n/Arc.app,\n');
+    assert.match(fail(['build', '--logs', log, '--out', log, '--preset', 'tollgate']), /--out .*keep\.tsv is the input .*keep\.tsv: the catalog would replace it/);
+    assert.match(fail(['build', '--logs', log, '--blocked', apps, '--out', join(dir, '.', apps.slice(dir.length + 1)), '--preset', 'tollgate']), /is the input .*keep\.csv/);
+    assert.equal(readFileSync(log, 'utf8'), tsv(['/a', 'x.example', '', '443', '', '', '']));
   });
 });
