@@ -103,9 +103,20 @@ export function agentCommands(program: Command): void {
     .action(async (o: LogQuery & { db: string; json?: boolean }) => {
       if (!existsSync(o.db)) throw new UsageError(`${o.db}: no audit store (has the agent run with --db ${o.db}?)`);
       const { AuditStore } = await import('../store/audit.js');
-      const store = new AuditStore(o.db);
+      let store: InstanceType<typeof AuditStore>;
+      let rows: ReturnType<InstanceType<typeof AuditStore>['query']>;
       try {
-        for (const r of store.query(o)) {
+        store = new AuditStore(o.db, undefined, true);
+      } catch (e) {
+        throw new UsageError(`${o.db}: not an audit store that can be read (${(e as Error).message})`);
+      }
+      try {
+        try {
+          rows = store.query(o);
+        } catch (e) {
+          throw new UsageError(`${o.db}: not an audit store that can be read (${(e as Error).message})`);
+        }
+        for (const r of rows) {
           if (o.json) console.log(JSON.stringify(r));
           else {
             const dest = `${r.hostnames[0] ?? r.remoteIp}:${r.port}/${r.protocol}`;

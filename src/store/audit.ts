@@ -51,14 +51,28 @@ CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
 
 export class AuditStore {
   private readonly db: Database.Database;
-  private readonly insert: Database.Statement;
+  private readonly insert: Database.Statement | null; // null: opened to read
   private queue: DecisionRow[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** Rows handed to the store and rows committed: equal once flushed. */
   received = 0;
   written = 0;
 
-  constructor(readonly file: string, private readonly flushMs = 250) {
+  /**
+   * `read`: open an existing store to query it, and write nothing to it (`tollgate log`): a file
+   * that is not a store, or another program's database, is refused, not given this schema.
+   */
+  constructor(readonly file: string, private readonly flushMs = 250, read = false) {
+    if (read) {
+      this.db = new Database(file, { readonly: true, fileMustExist: true });
+      const t = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'").get();
+      if (t === undefined) {
+        this.db.close();
+        throw new Error('a SQLite database without the decisions table: not a Tollgate audit store');
+      }
+      this.insert = null;
+      return;
+    }
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -69,6 +83,7 @@ export class AuditStore {
   }
 
   add(row: DecisionRow): void {
+    if (this.insert === null) throw new Error(`audit store ${this.file}: opened to read`);
     this.queue.push(row);
     this.received++;
     if (this.queue.length >= 5000) this.flush();
@@ -84,7 +99,7 @@ export class AuditStore {
     this.queue = [];
     this.db.transaction(() => {
       for (const r of rows) {
-        this.insert.run({
+        this.insert!.run({
           time: r.time, pid: r.pid ?? null, path: r.path, cmdline: r.cmdline ? JSON.stringify(r.cmdline) : null,
           script: r.script ?? null, uid: r.uid ?? null, appId: r.appId ?? null, exited: r.exited ? 1 : 0,
           localIp: r.localIp ?? null, localPort: r.localPort ?? null, remoteIp: r.remoteIp,

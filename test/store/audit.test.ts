@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { AuditStore, type DecisionRow } from '../../src/store/audit.js';
 import { AuditWriter } from '../../src/store/writer.js';
 
@@ -59,4 +60,35 @@ test('tollgate log prints rows and JSON, and names a missing store', () => {
     return true;
   });
   assert.throws(() => execFileSync(process.execPath, [MAIN, 'log', '--db', file, '--since', 'yesterday'], { stdio: 'pipe' }), /expected an ISO time/);
+});
+
+test('tollgate log reads a store while the agent writes it, and refuses, unchanged, a file that is not one', () => {
+  const live = join(dir, 'live.db');
+  const s = new AuditStore(live, Infinity); // open, as the agent's writer keeps it: its WAL files are there
+  s.add(row({ port: 8443 }));
+  s.flush();
+  try {
+    const text = execFileSync(process.execPath, [MAIN, 'log', '--db', live], { encoding: 'utf8' });
+    assert.match(text, /-> 10\.0\.0\.1:8443\/tcp/);
+  } finally {
+    s.close();
+  }
+  const garbage = join(dir, 'garbage.db');
+  writeFileSync(garbage, 'not a database at all, but long enough to have a header');
+  const other = join(dir, 'other.db');
+  const db = new Database(other);
+  db.exec('CREATE TABLE notes (text TEXT)');
+  db.close();
+  const before = readFileSync(other);
+  for (const [f, why] of [[garbage, /file is not a database/], [other, /without the decisions table: not a Tollgate audit store/]] as const) {
+    assert.throws(() => execFileSync(process.execPath, [MAIN, 'log', '--db', f], { stdio: 'pipe' }), (e: { stderr: Buffer; status: number }) => {
+      assert.equal(e.status, 1);
+      const err = e.stderr.toString();
+      assert.match(err, /^tollgate: .*\.db: not an audit store that can be read \(/);
+      assert.match(err, why);
+      assert.doesNotMatch(err, /\n\s+at /, 'no stack trace');
+      return true;
+    });
+  }
+  assert.deepEqual(readFileSync(other), before, "another program's database is not written to");
 });
