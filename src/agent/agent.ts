@@ -16,7 +16,7 @@ import { ProcEvents } from '../linux/procevents.js';
 import { ProcessResolver, processKey, type ExitedProcess, type ProcessInfo } from '../linux/procs.js';
 import { SockDiag, type SocketOwner, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
-import { watchCatalog, type CatalogWatch } from './catalog-watch.js';
+import { catalogIdentity, watchCatalog, type CatalogWatch } from './catalog-watch.js';
 import { AuditWriter } from '../store/writer.js';
 
 export interface AgentOptions {
@@ -174,6 +174,7 @@ export class Agent {
 
   /** Loads the catalog, opens the store and queues, then installs the netfilter rules. */
   async start(): Promise<void> {
+    const loaded = catalogIdentity(this.opts.catalog); // before the read: a change while the agent starts is then seen
     await this.loadPolicy(false);
     // The store's and the process events' threads start together (~50-100 ms each to boot)
     const [store, events] = await Promise.allSettled([
@@ -229,6 +230,7 @@ export class Agent {
       this.opts.catalog,
       () => void this.reload('catalog file changed'),
       (e) => this.opts.log(`tollgate agent: WARNING: catalog changes are no longer followed: ${e.message}; SIGHUP still reloads`),
+      loaded,
     );
     this.sweeper = setInterval(() => this.sweep(), 5000);
     if (this.opts.loopStats) this.loopDelay.enable();

@@ -17,9 +17,13 @@ export interface CatalogWatch {
   close(): void;
 }
 
-export function watchCatalog(path: string, onChange: () => void, onError: (e: Error) => void): CatalogWatch {
+/**
+ * `loaded`: catalogIdentity() taken before the catalog was read; a change made since, before the
+ * watch began (while a big catalog compiles at the agent's start), is then a change too.
+ */
+export function watchCatalog(path: string, onChange: () => void, onError: (e: Error) => void, loaded = catalogIdentity(path)): CatalogWatch {
   const file = resolve(path);
-  let seen = identity(file);
+  let seen = loaded;
   let changing: string | null = null; // the identity at the last look, while it differs from `seen`
   let settle: NodeJS.Timeout | undefined;
   // An editor's save is several events, and the file may be half written at the first: a change is
@@ -27,7 +31,7 @@ export function watchCatalog(path: string, onChange: () => void, onError: (e: Er
   // event: events of other files (an audit store in the same folder) would put it off for ever.
   const look = (): void => {
     settle = undefined;
-    const now = identity(file);
+    const now = catalogIdentity(file);
     if (now === seen) changing = null;
     else if (now !== changing) {
       changing = now;
@@ -41,6 +45,7 @@ export function watchCatalog(path: string, onChange: () => void, onError: (e: Er
   const watcher = watch(dirname(file), () => {
     settle ??= setTimeout(look, SETTLE_MS);
   });
+  settle = setTimeout(look, 0); // a change before the watch began has no event of its own
   // without a listener an 'error' event (the folder removed, say) would end the agent
   watcher.on('error', (e) => {
     clearTimeout(settle);
@@ -55,7 +60,7 @@ export function watchCatalog(path: string, onChange: () => void, onError: (e: Er
 }
 
 /** What changes when the file does (its content through size and times): "none" when it is not there. */
-function identity(file: string): string {
+export function catalogIdentity(file: string): string {
   try {
     const s = statSync(file, { bigint: true }); // bigint: nanosecond times, two writes in one millisecond differ
     return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;

@@ -8,7 +8,7 @@ import { mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { watchCatalog } from '../../src/agent/catalog-watch.js';
+import { catalogIdentity, watchCatalog } from '../../src/agent/catalog-watch.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-watch-'));
@@ -67,6 +67,28 @@ test('a change is seen however the file is changed; other files in its folder ar
   } finally {
     w.close();
   }
+});
+
+test('a change between the read of the catalog and the start of the watch is a change (the agent compiling at its start)', async () => {
+  const sub = mkdtempSync(join(dir, 's-'));
+  const file = join(sub, 'catalog.json');
+  writeFileSync(file, catalog(1));
+  const loaded = catalogIdentity(file); // the agent takes it before it reads the catalog
+  replace(file, catalog(2));
+  let changes = 0;
+  const w = watchCatalog(file, () => changes++, (e) => assert.fail(e), loaded);
+  try {
+    await waitFor(() => changes === 1, 'the change made before the watch');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(changes, 1, 'once');
+  } finally {
+    w.close();
+  }
+  // and none when nothing changed
+  const w2 = watchCatalog(file, () => changes++, (e) => assert.fail(e), catalogIdentity(file));
+  await new Promise((r) => setTimeout(r, 300));
+  w2.close();
+  assert.equal(changes, 1);
 });
 
 test('a catalog reached through a symlink is followed when the link is swapped (as Kubernetes mounts do)', async () => {
