@@ -107,11 +107,20 @@ export function formatRuleError(e: RuleError): string {
   return `${who}: ${e.field}: ${e.message}`;
 }
 
+/** Errors the message lists: `errors` holds every one (`tollgate check` prints them all). */
+const MESSAGE_ERRORS = 20;
+
 export class InvalidRulesError extends Error {
+  /**
+   * The message lists the first MESSAGE_ERRORS errors: it goes into logs (the agent's failed
+   * reload), where a catalog of 250,000 bad rules made a line of ~20 MB.
+   */
   constructor(readonly errors: RuleError[]) {
+    const more = errors.length - MESSAGE_ERRORS;
     super(
       `${errors.length} invalid rule${errors.length === 1 ? '' : 's'}:\n` +
-        errors.map((e) => '  ' + formatRuleError(e)).join('\n'),
+        errors.slice(0, MESSAGE_ERRORS).map((e) => '  ' + formatRuleError(e)).join('\n') +
+        (more > 0 ? `\n  ... and ${more} more (tollgate check lists them all)` : ''),
     );
     this.name = 'InvalidRulesError';
   }

@@ -122,6 +122,17 @@ test('the agent reloads its catalog after each replacement by rename, not only t
       replace(file, catalog(n));
       await waitFor(() => new RegExp(`reloaded \\(catalog file changed\\): ${n} rules`).test(log), `the reload to ${n} rules`);
     }
+    // a catalog of 5,000 bad rules: the failed reload is said in a few lines, not 5,000
+    const bad = JSON.parse(catalog(5000)) as { rules: { port: unknown }[] };
+    for (const r of bad.rules) r.port = 'none';
+    const at = log.length;
+    replace(file, JSON.stringify(bad));
+    await waitFor(() => /reload failed \(catalog file changed\), keeping the previous rules: 5000 invalid rules:/.test(log.slice(at)), 'the failed reload');
+    await new Promise((r) => setTimeout(r, 100));
+    const said = log.slice(at).trimEnd().split('\n');
+    assert.equal(said.length, 22, said.slice(0, 3).join('\n'));
+    assert.match(said[1]!, /rule "r0" \(#1\): port: /);
+    assert.equal(said[21], '  ... and 4980 more (tollgate check lists them all)');
   } finally {
     agent.kill('SIGTERM');
     await exited;
