@@ -72,7 +72,10 @@ export function plainNuApp(doc: object, legacy: boolean): boolean {
 }
 
 export function keyToApplication(key: string): string {
-  if (key === 'any' || key.endsWith('/') || !key.startsWith('/')) return key;
+  if (key === 'any' || key.endsWith('/')) return key;
+  // NuAppFirewall matches a key anywhere in the path: one without a '/' first is a sub-path too
+  // (as an application it would be an app id, which their key never is: a rule that matches nothing)
+  if (!key.startsWith('/')) return '*/' + key;
   const parts = key.split('/');
   return parts.length === 2 || !ROOT_DIRS.has(parts[1]!) ? '*' + key : key;
 }

@@ -182,15 +182,19 @@ describe('NuAppFirewall format', () => {
     assert.deepEqual(demo.rules.map((r) => r.application), ['company.thebrowser.Browser', 'org.mozilla.firefox']);
   });
 
-  test('keys: any, one-component sub-paths, full paths, prefixes', () => {
+  test('keys: any, one-component sub-paths, full paths, prefixes, keys without a leading slash', () => {
     const doc = {
       any: [{ action: 'block', identifier: 'unknown', destinations: [['any', '445']] }],
       '/Arc.app': [{ action: 'block', identifier: 'unknown', destinations: [['any', 'any']] }],
       '/usr/bin/curl': [{ action: 'allow', identifier: 'unknown', destinations: [['example.com', '443']] }],
       '/opt/tools/': [{ action: 'allow', identifier: 'unknown', destinations: [['1.2.3.4', 'any']] }],
+      'Slack.app': [{ action: 'block', identifier: 'unknown', destinations: [['any', 'any']] }],
     };
-    const rules = parseCatalog(Buffer.from(JSON.stringify(doc)), 'k').rules;
-    assert.deepEqual(rules.map((r) => r.application), ['any', '*/Arc.app', '/usr/bin/curl', '/opt/tools/']);
+    const c = parseCatalog(Buffer.from(JSON.stringify(doc)), 'k');
+    assert.deepEqual(c.rules.map((r) => r.application), ['any', '*/Arc.app', '/usr/bin/curl', '/opt/tools/', '*/Slack.app']);
+    // NuAppFirewall matches such a key inside the path: so does the rule it makes (was an app id "Slack.app", matching no path)
+    const v = Policy.compile(c.rules).decide({ app: { path: '/Applications/Slack.app/Contents/MacOS/Slack' }, remote: { ip: '192.0.2.1', hostnames: ['slack.com'] }, port: 443, protocol: 'tcp' });
+    assert.deepEqual([v.action, v.rule?.application], ['block', '*/Slack.app']);
   });
 
   for (const encoding of ['json', 'plist'] as const) {
