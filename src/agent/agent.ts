@@ -4,7 +4,7 @@
  * fails on the way (then the fail mode answers and the error is reported).
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { loadPolicy as loadCompiledPolicy, reloadPolicy, type ImageJob } from '../catalog/index.js';
+import { CatalogError, loadPolicy as loadCompiledPolicy, reloadPolicy, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -17,6 +17,7 @@ import { ProcessResolver, processKey, type ExitedProcess, type ProcessInfo } fro
 import { SockDiag, type SocketOwner, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
 import { catalogIdentity, watchCatalog, type CatalogWatch } from './catalog-watch.js';
+import { untrustedCatalog } from './catalog-trust.js';
 import { AuditWriter } from '../store/writer.js';
 
 export interface AgentOptions {
@@ -141,6 +142,8 @@ export class Agent {
    * policy's image is then written in slices while the agent decides (keepImage), for the next start.
    */
   private async loadPolicy(sliced: boolean): Promise<void> {
+    const untrusted = untrustedCatalog(this.opts.catalog);
+    if (untrusted) throw new CatalogError(untrusted);
     const cache = { dir: this.opts.cacheDir, warn: this.opts.log };
     if (!sliced) {
       const t = performance.now();
