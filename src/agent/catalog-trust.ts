@@ -22,11 +22,15 @@ export function untrustedCatalog(path: string): string | null {
   if (writers) {
     return `${path} can be written by ${writers} (mode ${mode(st.mode)}): they could change this firewall's rules; refused (chmod go-w ${path})`;
   }
-  // the folders holding the link and the file: a writer there can put another file in its place
-  for (const dir of new Set([dirname(resolve(path)), dirname(file)])) {
-    const d = statSync(dir);
-    const w = (d.mode & 0o1000) === 0 ? others(d.mode, d.uid, d.gid) : null; // sticky (/tmp): only owners may rename
-    if (w) return `${dir}, the catalog's folder, can be written by ${w} (mode ${mode(d.mode)}): they could replace the catalog; refused (chmod go-w ${dir})`;
+  // the folders holding the link and the file, and the folders above them up to /: a writer in any
+  // of them can put another file or folder in its place (sshd checks the same)
+  for (const start of new Set([dirname(resolve(path)), dirname(file)])) {
+    for (let dir = start; ; dir = dirname(dir)) {
+      const d = statSync(dir);
+      const w = (d.mode & 0o1000) === 0 ? others(d.mode, d.uid, d.gid) : null; // sticky (/tmp): only owners may rename
+      if (w) return `${dir}, a folder above the catalog, can be written by ${w} (mode ${mode(d.mode)}): they could replace the catalog; refused (chmod go-w ${dir})`;
+      if (dir === dirname(dir)) break;
+    }
   }
   return null;
 }

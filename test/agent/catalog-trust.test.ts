@@ -46,21 +46,29 @@ describe('catalog trust (root)', { skip }, () => {
     assert.match(untrustedCatalog(place(0o666))!, /catalog\.json can be written by every user \(mode 0666\): they could change this firewall's rules; refused \(chmod go-w .*catalog\.json\)/);
     assert.match(untrustedCatalog(place(0o664, 0o755, [0, 12345]))!, /can be written by group 12345 \(mode 0664\)/);
     assert.match(untrustedCatalog(place(0o664, 0o755, [1, 2]))!, /group 2/, "another group than the owner's own");
-    assert.match(untrustedCatalog(place(0o644, 0o777))!, /d\d+, the catalog's folder, can be written by every user \(mode 0777\): they could replace the catalog/);
+    assert.match(untrustedCatalog(place(0o644, 0o777))!, /d\d+, a folder above the catalog, can be written by every user \(mode 0777\): they could replace the catalog/);
+    // a folder further up: whoever can write it can rename the catalog's folder away
+    const deep = place(0o644);
+    chmodSync(dir, 0o777);
+    try {
+      assert.match(untrustedCatalog(deep)!, /tollgate-trust-\w+, a folder above the catalog, can be written by every user/);
+    } finally {
+      chmodSync(dir, 0o700);
+    }
     const groupDir = place(0o644, 0o775);
     chownSync(dirname(groupDir), 0, 12345);
-    assert.match(untrustedCatalog(groupDir)!, /folder, can be written by group 12345/);
+    assert.match(untrustedCatalog(groupDir)!, /d\d+, a folder above the catalog, can be written by group 12345/);
     // a link in a safe folder to a catalog in an open one, and the other way round
     const open = place(0o644, 0o777);
     const safe = join(dir, `d${n++}`);
     mkdirSync(safe);
     symlinkSync(open, join(safe, 'link.json'));
-    assert.match(untrustedCatalog(join(safe, 'link.json'))!, /the catalog's folder, can be written by every user/);
+    assert.match(untrustedCatalog(join(safe, 'link.json'))!, /a folder above the catalog, can be written by every user/);
     const openDir = join(dir, `d${n++}`);
     mkdirSync(openDir);
     chmodSync(openDir, 0o777);
     symlinkSync(place(0o644), join(openDir, 'link.json'));
-    assert.match(untrustedCatalog(join(openDir, 'link.json'))!, /d\d+, the catalog's folder, can be written by every user/);
+    assert.match(untrustedCatalog(join(openDir, 'link.json'))!, /d\d+, a folder above the catalog, can be written by every user/);
   });
 
   test('the agent will not start on such a catalog, and keeps its rules when a reload finds one', async () => {
