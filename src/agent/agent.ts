@@ -3,6 +3,7 @@
  * to the kernel -> audit row. Every queued packet gets exactly one verdict, even when something
  * fails on the way (then the fail mode answers and the error is reported).
  */
+import { statSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { CatalogError, loadPolicy as loadCompiledPolicy, reloadPolicy, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
@@ -193,6 +194,8 @@ export class Agent {
       throw store.reason;
     }
     this.store = store.value;
+    const dbMode = statSync(this.opts.db).mode;
+    if ((dbMode & 0o044) !== 0) this.opts.log(`tollgate agent: WARNING: audit store ${this.opts.db} can be read by other users (mode ${(dbMode & 0o777).toString(8)}): it records command lines and every host reached; chmod 600 it`);
     if (events.status === 'rejected') {
       this.opts.log(`tollgate agent: WARNING: ${(events.reason as Error).message}; a program that connects and exits at once may be recorded as ${UNKNOWN_PROCESS} without its path`);
     }

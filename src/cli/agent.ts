@@ -49,7 +49,7 @@ export function agentCommands(program: Command): void {
         o.monitor = true;
       }
       try {
-        mkdirSync(dirname(o.db), { recursive: true });
+        mkdirSync(dirname(o.db), { recursive: true, mode: 0o700 }); // folders it makes are private, as the store is
       } catch (e) {
         throw new UsageError(`cannot create ${dirname(o.db)} for the audit store (${(e as NodeJS.ErrnoException).code}): choose another place with --db`);
       }

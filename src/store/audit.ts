@@ -2,6 +2,7 @@
  * The audit store: one row per decided connection, in SQLite (better-sqlite3). Rows are queued in
  * memory and written in one transaction per batch from a timer, never per packet on the hot path.
  */
+import { closeSync, constants, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 export interface DecisionRow {
@@ -72,6 +73,13 @@ export class AuditStore {
       }
       this.insert = null;
       return;
+    }
+    // Made private: rows hold command lines (secrets passed as arguments) and every host each user
+    // reached. SQLite gives its -wal and -shm files the database's permissions.
+    try {
+      closeSync(openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
+    } catch {
+      // there already (its permissions are the owner's choice), or not possible: SQLite says why below
     }
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');

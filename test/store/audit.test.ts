@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -91,4 +91,34 @@ test('tollgate log reads a store while the agent writes it, and refuses, unchang
     });
   }
   assert.deepEqual(readFileSync(other), before, "another program's database is not written to");
+});
+
+test('the store and the folders the agent makes for it are private: rows hold command lines and every host reached', async () => {
+  const s = new AuditStore(join(dir, 'private.db'), Infinity);
+  s.add(row({ cmdline: ['mysql', '-pSECRET'] }));
+  s.flush();
+  try {
+    for (const f of ['private.db', 'private.db-wal', 'private.db-shm']) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
+  } finally {
+    s.close();
+  }
+  // the agent: a new folder for its store is 0700; a store others can read is said at the start
+  const run = async (db: string): Promise<string> => {
+    const agent = spawn(process.execPath, [MAIN, 'agent', '--monitor', '--catalog', join(import.meta.dirname, '../../../examples/workstation.json'), '--db', db, '--no-cache'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    const exited = new Promise((r) => agent.once('exit', r));
+    for (const end = Date.now() + 15_000; !/tollgate agent: \d+ rules from/.test(log); await new Promise((r) => setTimeout(r, 20))) {
+      if (Date.now() > end) assert.fail(`the agent did not start: ${log}`);
+    }
+    agent.kill('SIGTERM');
+    await exited;
+    return log;
+  };
+  const fresh = join(dir, 'new', 'sub', 'audit.db');
+  assert.doesNotMatch(await run(fresh), /WARNING: audit store/);
+  for (const p of [join(dir, 'new'), join(dir, 'new', 'sub')]) assert.equal(statSync(p).mode & 0o777, 0o700, p);
+  assert.equal(statSync(fresh).mode & 0o777, 0o600);
+  chmodSync(fresh, 0o644);
+  assert.match(await run(fresh), /WARNING: audit store .*audit\.db can be read by other users \(mode 644\): it records command lines and every host reached; chmod 600 it/);
 });
