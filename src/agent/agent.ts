@@ -5,7 +5,7 @@
  */
 import { statSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { CatalogError, loadPolicy as loadCompiledPolicy, reloadPolicy, type ImageJob } from '../catalog/index.js';
+import { CatalogError, loadPolicy as loadCompiledPolicy, reloadPolicy, untrustedCatalog, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
 import { TcpDnsStreams } from '../linux/dns-tcp.js';
@@ -18,7 +18,6 @@ import { ProcessResolver, processKey, type ExitedProcess, type ProcessInfo } fro
 import { SockDiag, type SocketOwner, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT, UDP_CONNECTED } from '../linux/sockdiag.js';
 import type { DecisionRow } from '../store/audit.js';
 import { catalogIdentity, watchCatalog, type CatalogWatch } from './catalog-watch.js';
-import { untrustedCatalog } from './catalog-trust.js';
 import { AuditWriter } from '../store/writer.js';
 
 export interface AgentOptions {

@@ -23,13 +23,14 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Policy, runSliced, type Mode, type PolicyImage } from '../policy/index.js';
 import { readOrSay, type Catalog } from './file.js';
 import { readCatalogToCompile } from './fast-reader.js';
 import { readCatalogOffThread, type FileIdentity } from './offthread.js';
 import { imageRules, readHead, readIndex, writeSteps, type ImageHead } from './image-file.js';
+import { openFolder } from './trust.js';
 
 const KEEP = 8; // images kept in the folder, most recently used first
 /** Smaller catalogs compile in a few ms: an image would cost more to check than it saves. */
@@ -135,6 +136,12 @@ function safeDir(dir: string, warn: (m: string) => void): boolean {
     const uid = process.getuid?.() ?? st.uid;
     if (st.uid !== uid || (st.mode & 0o022) !== 0) {
       warn(`tollgate: WARNING: policy cache ${dir} is not private to this user (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): not used`);
+      return false;
+    }
+    // an image is restored as it is: whoever can swap the folder from above could hand root a policy
+    const open = openFolder(dirname(resolve(dir)));
+    if (open) {
+      warn(`tollgate: WARNING: policy cache ${dir} is under ${open.dir}, which ${open.by} can write (mode ${(open.mode & 0o7777).toString(8)}): not used`);
       return false;
     }
     return true;

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { untrustedCatalog } from '../../src/agent/catalog-trust.js';
+import { loadPolicy, untrustedCatalog } from '../../src/catalog/index.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.js');
 const skip = process.getuid?.() === 0 ? false : 'the check applies to an agent running as root, and these tests chown files: run them as root';
@@ -69,6 +69,19 @@ describe('catalog trust (root)', { skip }, () => {
     chmodSync(openDir, 0o777);
     symlinkSync(place(0o644), join(openDir, 'link.json'));
     assert.match(untrustedCatalog(join(openDir, 'link.json'))!, /d\d+, a folder above the catalog, can be written by every user/);
+  });
+
+  test('a policy cache under a folder others can write is not used (an image is restored as it is)', () => {
+    const file = place(0o644);
+    const open = join(dir, `d${n++}`);
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    const warned: string[] = [];
+    const l = loadPolicy(file, undefined, { dir: join(open, 'cache'), minBytes: 0, warn: (m) => warned.push(m) });
+    assert.equal(l.written, false);
+    assert.match(warned.join('\n'), /policy cache .*cache is under .*d\d+, which every user can write \(mode 777\): not used/);
+    chmodSync(open, 0o755);
+    assert.equal(loadPolicy(file, undefined, { dir: join(open, 'cache'), minBytes: 0, warn: (m) => assert.fail(m) }).written, true);
   });
 
   test('the agent will not start on such a catalog, and keeps its rules when a reload finds one', async () => {

@@ -1,5 +1,5 @@
 /**
- * Whether a root agent may take its rules from the catalog: not when a user other than its owner
+ * Whether root may take rules from a file (the agent's catalog, the compiled-policy cache): not when a user other than its owner
  * can change it. A catalog others can write, or a folder where they can replace it, lets any local
  * program rewrite the firewall (ARCHITECTURE.md: "a local program that can change the rules could
  * switch the firewall off"), as sshd refuses keys and configs others can write (StrictModes).
@@ -22,17 +22,26 @@ export function untrustedCatalog(path: string): string | null {
   if (writers) {
     return `${path} can be written by ${writers} (mode ${mode(st.mode)}): they could change this firewall's rules; refused (chmod go-w ${path})`;
   }
-  // the folders holding the link and the file, and the folders above them up to /: a writer in any
-  // of them can put another file or folder in its place (sshd checks the same)
   for (const start of new Set([dirname(resolve(path)), dirname(file)])) {
-    for (let dir = start; ; dir = dirname(dir)) {
-      const d = statSync(dir);
-      const w = (d.mode & 0o1000) === 0 ? others(d.mode, d.uid, d.gid) : null; // sticky (/tmp): only owners may rename
-      if (w) return `${dir}, a folder above the catalog, can be written by ${w} (mode ${mode(d.mode)}): they could replace the catalog; refused (chmod go-w ${dir})`;
-      if (dir === dirname(dir)) break;
-    }
+    const w = openFolder(start);
+    if (w) return `${w.dir}, a folder above the catalog, can be written by ${w.by} (mode ${mode(w.mode)}): they could replace the catalog; refused (chmod go-w ${w.dir})`;
   }
   return null;
+}
+
+/**
+ * The first of `start` and the folders above it up to / that users other than its owner can write
+ * without the sticky bit, or null: such a user can put another file or folder in place of anything
+ * below it (sshd checks the same). Checked for root only, as untrustedCatalog().
+ */
+export function openFolder(start: string): { dir: string; by: string; mode: number } | null {
+  if (process.getuid?.() !== 0) return null;
+  for (let dir = resolve(start); ; dir = dirname(dir)) {
+    const d = statSync(dir);
+    const by = (d.mode & 0o1000) === 0 ? others(d.mode, d.uid, d.gid) : null; // sticky (/tmp): only owners may rename
+    if (by) return { dir, by, mode: d.mode };
+    if (dir === dirname(dir)) return null;
+  }
 }
 
 /**
