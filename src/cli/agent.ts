@@ -1,5 +1,5 @@
 /** `tollgate agent` (the Linux daemon) and `tollgate log` (its audit store). */
-import { existsSync, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
@@ -101,7 +101,13 @@ export function agentCommands(program: Command): void {
     .option('--limit <n>', 'most rows', int(1, 10_000_000), 100)
     .option('--json', 'one JSON object per line')
     .action(async (o: LogQuery & { db: string; json?: boolean }) => {
-      if (!existsSync(o.db)) throw new UsageError(`${o.db}: no audit store (has the agent run with --db ${o.db}?)`);
+      try {
+        accessSync(o.db, constants.R_OK);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`${o.db}: no audit store (has the agent run with --db ${o.db}?)`);
+        // EACCES on the store or on its folder (0700: its very existence is hidden from others)
+        throw new UsageError(`${o.db}: not readable by this user: the agent's store is private (it holds command lines); read it as its owner, e.g. with sudo`);
+      }
       const { AuditStore } = await import('../store/audit.js');
       let store: InstanceType<typeof AuditStore>;
       let rows: ReturnType<InstanceType<typeof AuditStore>['query']>;

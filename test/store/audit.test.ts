@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,6 +119,13 @@ test('the store and the folders the agent makes for it are private: rows hold co
   assert.doesNotMatch(await run(fresh), /WARNING: audit store/);
   for (const p of [join(dir, 'new'), join(dir, 'new', 'sub')]) assert.equal(statSync(p).mode & 0o777, 0o700, p);
   assert.equal(statSync(fresh).mode & 0o777, 0o600);
+  // another user cannot read it, and is told why (runuser: as nobody; root reads everything)
+  const other = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, MAIN, 'log', '--db', fresh], { encoding: 'utf8' });
+  if (other.error || process.getuid?.() !== 0) console.log(`SKIP reading the store as another user: ${other.error?.message ?? 'not root'}`);
+  else {
+    assert.equal(other.status, 1);
+    assert.match(other.stderr, /audit\.db: not readable by this user: the agent's store is private \(it holds command lines\); read it as its owner, e\.g\. with sudo/);
+  }
   chmodSync(fresh, 0o644);
   assert.match(await run(fresh), /WARNING: audit store .*audit\.db can be read by other users \(mode 644\): it records command lines and every host reached; chmod 600 it/);
 });
