@@ -1,8 +1,9 @@
 /**
- * Whether root may take rules from a file (the agent's catalog, the compiled-policy cache): not when a user other than its owner
- * can change it. A catalog others can write, or a folder where they can replace it, lets any local
- * program rewrite the firewall (ARCHITECTURE.md: "a local program that can change the rules could
- * switch the firewall off"), as sshd refuses keys and configs others can write (StrictModes).
+ * Whether root may take rules from a file (the agent's catalog, the compiled-policy cache): not when
+ * a user other than its owner can change it. A catalog others can write, or a folder where they can
+ * replace it, lets any local program rewrite the firewall (ARCHITECTURE.md: "a local program that can
+ * change the rules could switch the firewall off"), as sshd refuses keys and configs others can write
+ * (StrictModes).
  * The owner's own write is allowed: a clone of this repository run with sudo is its user's.
  */
 import { readFileSync, realpathSync, statSync } from 'node:fs';

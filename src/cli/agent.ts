@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { CatalogError } from '../catalog/index.js';
 import { InvalidRulesError, MODES, type Action, type Mode } from '../policy/index.js';
-import type { LogQuery } from '../store/audit.js';
+import type { DecisionRow, LogQuery } from '../store/audit.js';
 import { UsageError, cacheDir, cacheOptions, int, mode, oneOf, when, type CacheFlags } from './usage.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -109,29 +109,24 @@ export function agentCommands(program: Command): void {
         throw new UsageError(`${o.db}: not readable by this user: the agent's store is private (it holds command lines); read it as its owner, e.g. with sudo`);
       }
       const { AuditStore } = await import('../store/audit.js');
-      let store: InstanceType<typeof AuditStore>;
-      let rows: ReturnType<InstanceType<typeof AuditStore>['query']>;
+      let rows: DecisionRow[];
       try {
-        store = new AuditStore(o.db, undefined, true);
+        const store = new AuditStore(o.db, undefined, true);
+        try {
+          rows = store.query(o);
+        } finally {
+          store.close();
+        }
       } catch (e) {
         throw new UsageError(`${o.db}: not an audit store that can be read (${(e as Error).message})`);
       }
-      try {
-        try {
-          rows = store.query(o);
-        } catch (e) {
-          throw new UsageError(`${o.db}: not an audit store that can be read (${(e as Error).message})`);
+      for (const r of rows) {
+        if (o.json) console.log(JSON.stringify(r));
+        else {
+          const dest = `${r.hostnames[0] ?? r.remoteIp}:${r.port}/${r.protocol}`;
+          const who = `${r.appId ? `${r.appId} ` : ''}${r.path}${r.pid !== undefined ? `[${r.pid}]` : ''}`;
+          console.log(`${new Date(r.time).toISOString()}  ${r.action.padEnd(5)}  ${who} -> ${dest}  ${r.ruleId ? `rule ${r.ruleId}` : r.level}`);
         }
-        for (const r of rows) {
-          if (o.json) console.log(JSON.stringify(r));
-          else {
-            const dest = `${r.hostnames[0] ?? r.remoteIp}:${r.port}/${r.protocol}`;
-            const who = `${r.appId ? `${r.appId} ` : ''}${r.path}${r.pid !== undefined ? `[${r.pid}]` : ''}`;
-            console.log(`${new Date(r.time).toISOString()}  ${r.action.padEnd(5)}  ${who} -> ${dest}  ${r.ruleId ? `rule ${r.ruleId}` : r.level}`);
-          }
-        }
-      } finally {
-        store.close();
       }
     });
 }

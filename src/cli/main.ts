@@ -77,9 +77,10 @@ cacheOptions(program
     if (o.url !== undefined) {
       const u = URL.canParse(String(o.url)) ? new URL(String(o.url)) : null;
       if (!u || !u.hostname) throw new UsageError(`--url: not a URL with a host: "${o.url}"`);
-      const literal = parseEndpoint(u.hostname.replace(/^\[(.*)\]$/, '$1'));
-      if (typeof literal !== 'string' && literal.kind === 'ip') remoteIp ||= u.hostname.replace(/^\[(.*)\]$/, '$1');
-      else if (!hosts.includes(u.hostname)) hosts.push(u.hostname);
+      const host = u.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
+      const literal = parseEndpoint(host);
+      if (typeof literal !== 'string' && literal.kind === 'ip') remoteIp ||= host;
+      else if (!hosts.includes(host)) hosts.push(host);
     }
     const flow: Flow = {
       app: {
