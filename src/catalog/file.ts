@@ -4,8 +4,9 @@
  * from the file extension on write.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { open, readFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants, readFileSync, type Stats } from 'node:fs';
+import { access, open, readFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type * as Plist from 'plist';
 import type * as Zod from 'zod';
 import { MODES, type Mode, type Rule } from '../policy/index.js';
@@ -212,17 +213,29 @@ export function encodingFor(path: string): Encoding {
  * Writes a catalog to a new file beside `path`, flushed to disk, then renamed over it: a reader (the
  * agent follows its catalog file) never sees half a catalog, and a write that fails (a full disk)
  * or a crash leaves the previous catalog as it was. A symlink at `path` keeps pointing to the file
- * it names, which is the one replaced; a file that was there keeps its permissions.
+ * it names, which is the one replaced; a file that was there keeps its permissions, owner and group.
+ * Where a new file could not be the same file (another user's that the writer may not give back to
+ * them, one with other hard links, a folder the writer may not add to), it is rewritten in place, as
+ * editors do (vim's backupcopy=auto): not whole, but as it was, where a rename would change whose it is.
  */
 export async function writeCatalog(path: string, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
   const target = await realpath(path).catch(() => path); // not there yet: made
-  const mode = await stat(target).then((s) => s.mode & 0o7777, () => 0o644);
+  const was = await stat(target).catch(() => null);
+  let write: (fh: FileHandle) => Promise<void>;
+  try {
+    write = body(rules, opts); // a catalog the format cannot hold is refused before a file is touched
+    if (was && !(await replaceable(target, was))) return await writeInPlace(target, was, write);
+  } catch (e) {
+    throw cannotWrite(path, e);
+  }
+  const mode = was ? was.mode & 0o7777 : 0o644;
   const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let fh: FileHandle | undefined;
   try {
     fh = await open(tmp, 'wx', mode);
-    await fh.chmod(mode); // as it was, whatever the umask
-    await writeBody(fh, rules, opts);
+    if (was && (was.uid !== process.getuid?.() || was.gid !== process.getgid?.())) await fh.chown(was.uid, was.gid); // root writing a user's file: still theirs
+    await fh.chmod(mode); // as it was, whatever the umask (after chown, which clears set-id bits)
+    await write(fh);
     await fh.sync();
     await fh.close();
     fh = undefined;
@@ -230,13 +243,45 @@ export async function writeCatalog(path: string, rules: readonly Rule[], opts: W
   } catch (e) {
     await fh?.close().catch(() => undefined);
     await rm(tmp, { force: true });
-    if (e instanceof CatalogError) throw e;
-    throw new CatalogError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw cannotWrite(path, e);
   }
 }
 
-async function writeBody(fh: FileHandle, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
-  if (opts.format !== 'tollgate' || opts.encoding !== 'json' || rules.length < 10_000) return void (await fh.write(serializeCatalog(rules, opts)));
+function cannotWrite(path: string, e: unknown): Error {
+  if (e instanceof CatalogError) return e;
+  return new CatalogError(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+}
+
+/** A new file renamed over `target` would be it as it was: same owner and group, its one name, and its folder lets the writer add one. */
+async function replaceable(target: string, was: Stats): Promise<boolean> {
+  if (!was.isFile() || was.nlink > 1) return false;
+  const uid = process.getuid?.();
+  if (uid !== undefined && uid !== 0 && (was.uid !== uid || (was.gid !== process.getgid?.() && !process.getgroups?.().includes(was.gid)))) return false;
+  return access(dirname(target), constants.W_OK | constants.X_OK).then(() => true, () => false);
+}
+
+/** The file truncated and written again: its inode, owner, group, permissions and other names stay. */
+async function writeInPlace(target: string, was: Stats, write: (fh: FileHandle) => Promise<void>): Promise<void> {
+  const fh = await open(target, 'r+');
+  try {
+    if (was.isFile()) await fh.truncate(0); // not a pipe or a terminal (convert to /dev/stdout)
+    await write(fh);
+    if (was.isFile()) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** What writes the catalog's bytes, made before any file is opened. */
+function body(rules: readonly Rule[], opts: WriteOptions): (fh: FileHandle) => Promise<void> {
+  if (opts.format !== 'tollgate' || opts.encoding !== 'json' || rules.length < 10_000) {
+    const text = serializeCatalog(rules, opts);
+    return async (fh) => void (await fh.write(text));
+  }
+  return (fh) => writeLarge(fh, rules, opts);
+}
+
+async function writeLarge(fh: FileHandle, rules: readonly Rule[], opts: WriteOptions): Promise<void> {
   // Large Tollgate JSON: the same bytes as serializeCatalog(), written in pieces, so a catalog of a
   // million rules never exists as one string (and again as one buffer) in memory.
   const head = JSON.stringify({ format: TOLLGATE_FORMAT, version: TOLLGATE_VERSION, ...(opts.mode ? { mode: opts.mode } : {}) }, null, 2).slice(0, -2);

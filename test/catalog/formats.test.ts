@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -74,6 +75,54 @@ describe('Tollgate format', () => {
           await assert.rejects(readCatalogOffThread(utf16), said);
         }
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('writing over a catalog keeps whose it is: its owner and group, its other hard links; a folder the writer may not add to is written in place', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-write-'));
+    const opts = { format: 'tollgate', encoding: 'json' } as const;
+    try {
+      // a second hard link sees the new rules: the file itself was rewritten, not replaced
+      const file = join(dir, 'c.json');
+      await writeCatalog(file, SAMPLE, opts);
+      linkSync(file, join(dir, 'other-name.json'));
+      await writeCatalog(file, SAMPLE.slice(0, 1), opts);
+      assert.deepEqual((await readCatalog(join(dir, 'other-name.json'))).rules, SAMPLE.slice(0, 1));
+      assert.equal(statSync(file).ino, statSync(join(dir, 'other-name.json')).ino);
+      const MAIN = join(import.meta.dirname, '../../src/cli/main.js');
+      const asNobody = (...args: string[]) => spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, MAIN, ...args], { encoding: 'utf8' });
+      const probe = asNobody('--help');
+      if (process.getuid?.() !== 0 || probe.error || probe.status !== 0) {
+        console.log(`SKIP writing over another user's catalog as root, and as a user in a folder not theirs: ${process.getuid?.() !== 0 ? 'not root' : probe.error?.message ?? probe.stderr}`);
+        return;
+      }
+      // root (sudo tollgate catalog build --out ~/catalog.json) leaves a user's catalog theirs
+      const users = join(dir, 'users.json');
+      await writeCatalog(users, SAMPLE, opts);
+      chownSync(users, 65534, 65534);
+      chmodSync(users, 0o640);
+      await writeCatalog(users, SAMPLE.slice(0, 2), opts);
+      const st = statSync(users);
+      assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [65534, 65534, 0o640]);
+      assert.deepEqual((await readCatalog(users)).rules, SAMPLE.slice(0, 2));
+      // a user may write their catalog in a folder where they cannot make a file: written in place
+      chmodSync(dir, 0o755);
+      const src = join(dir, 'src.json');
+      await writeCatalog(src, SAMPLE.slice(0, 3), opts);
+      chmodSync(src, 0o644);
+      const theirs = join(dir, 'theirs.json');
+      await writeCatalog(theirs, SAMPLE, opts);
+      chownSync(theirs, 65534, 65534);
+      const r = asNobody('convert', src, theirs);
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual((await readCatalog(theirs)).rules, SAMPLE.slice(0, 3));
+      assert.equal(statSync(theirs).uid, 65534);
+      // and a new file there cannot be made: said so
+      const none = asNobody('convert', src, join(dir, 'new.json'));
+      assert.equal(none.status, 1);
+      assert.match(none.stderr, /new\.json: cannot write \(EACCES\)/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
