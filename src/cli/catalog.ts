@@ -1,11 +1,10 @@
 /** `tollgate catalog build | diff | stats`. */
-import { statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { catalogStats, diffCatalogs, encodingFor, readCatalog, writeCatalog } from '../catalog/index.js';
 import { FIELDS, type Field, type Mapping } from '../catalog/build/columns.js';
 import { describeRule, MODES, type Mode } from '../policy/index.js';
-import { UsageError, int, mode, oneOf, when } from './usage.js';
+import { UsageError, int, mode, oneOf, sameFile, when } from './usage.js';
 
 interface BuildFlags {
   logs: string[];
@@ -56,16 +55,6 @@ async function mappingOf(o: BuildFlags, preset: Mapping): Promise<Mapping> {
     m[k as Field] = rest.join('=');
   }
   return m;
-}
-
-/** Both paths name one existing file. */
-function sameFile(a: string, b: string): boolean {
-  try {
-    const [x, y] = [statSync(a), statSync(b)];
-    return x.dev === y.dev && x.ino === y.ino;
-  } catch {
-    return false;
-  }
 }
 
 function table(rows: string[][]): string {

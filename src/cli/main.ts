@@ -8,11 +8,12 @@
  * load time or decisions/s. Heap sizes can only be set when node starts (v8.setFlagsFromString is
  * too late), hence `env -S` (coreutils 8.30+; BusyBox's env lacks -S: run `node <this file>` there).
  */
+import { fstatSync } from 'node:fs';
 import { Command } from 'commander';
 import { agentCommands } from './agent.js';
 import { catalogCommands } from './catalog.js';
-import { UsageError, cacheDir, cacheOptions, int, mode, port, type CacheFlags } from './usage.js';
-import { CatalogError, encodingFor, loadPolicy, writeCatalog, type LoadedPolicy } from '../catalog/index.js';
+import { UsageError, cacheDir, cacheOptions, int, mode, port, sameFile, type CacheFlags } from './usage.js';
+import { CatalogError, encodingFor, loadPolicy, serializeCatalog, writeCatalog, type LoadedPolicy } from '../catalog/index.js';
 import { InvalidRulesError, MODES, formatRuleError, normalizeHost, parseApplication, parseEndpoint, type Flow, type Mode } from '../policy/index.js';
 
 /** Through the compiled-policy cache: a big catalog compiles once (catalog/policy-cache.ts). */
@@ -110,8 +111,15 @@ program
   .action(async (input: string, out: string, o: { format: string }) => {
     if (o.format !== 'tollgate' && o.format !== 'nuapp') throw new UsageError('--format: expected tollgate or nuapp');
     const { catalog, policy } = load(input, undefined, { cache: false });
-    await writeCatalog(out, policy.rules, { format: o.format, encoding: encodingFor(out), mode: catalog.mode });
-    console.log(`${input} (${catalog.format}, ${catalog.encoding}) -> ${out} (${o.format}, ${encodingFor(out)}): ${policy.rules.length} rules`);
+    const opts = { format: o.format, encoding: encodingFor(out), mode: catalog.mode } as const;
+    // to stdout (`/dev/stdout`): the catalog alone there, its summary on stderr; a pipe that node
+    // made is a socket, which cannot be opened by name
+    const toStdout = sameFile(1, out);
+    if (toStdout && !fstatSync(1).isFile()) process.stdout.write(serializeCatalog(policy.rules, opts));
+    else await writeCatalog(out, policy.rules, opts);
+    const summary = `${input} (${catalog.format}, ${catalog.encoding}) -> ${out} (${o.format}, ${encodingFor(out)}): ${policy.rules.length} rules`;
+    if (toStdout) console.error(summary);
+    else console.log(summary);
   });
 
 agentCommands(program);

@@ -1,4 +1,5 @@
 /** Option parsers and the error for a mistake in how a command was called (one line, exit 1). */
+import { fstatSync, statSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { defaultCacheDir } from '../catalog/index.js';
 import { MODES, type Mode } from '../policy/index.js';
@@ -55,4 +56,14 @@ export function when(v: string): number {
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new InvalidArgumentError('expected an ISO time (2026-11-22T10:00:00Z) or an age (90s, 10m, 2h, 7d)');
   return t;
+}
+
+/** `a` (a path, or an open file descriptor: 1 is stdout) and the path `b` are one file. */
+export function sameFile(a: string | number, b: string): boolean {
+  try {
+    const [x, y] = [typeof a === 'number' ? fstatSync(a) : statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }

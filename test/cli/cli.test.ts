@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATA, NO_DATA } from '../data.js';
@@ -117,6 +117,19 @@ test('decide explains the verdict, as text and JSON', () => {
   }
   const unknown = tollgate('decide', EXAMPLE, '--app', '/usr/bin/wget', '--host', 'example.org', '--port', '80', '--mode', 'passive-block');
   assert.match(unknown.out, /^BLOCK {2}\(default level\)\n {2}no rule applies; mode passive-block/);
+});
+
+test('convert to /dev/stdout writes the catalog alone there (its summary to stderr), as a pipe or a file', () => {
+  const piped = tollgate('convert', EXAMPLE, '/dev/stdout');
+  assert.equal(piped.code, 0, piped.err);
+  assert.equal(JSON.parse(piped.out).format, 'tollgate-catalog');
+  assert.match(piped.err, /workstation\.json \(tollgate, json\) -> \/dev\/stdout \(tollgate, json\): \d+ rules/);
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const out = join(dir, 'redirected.json');
+  const r = spawnSync('sh', ['-c', `"$0" "$1" convert "$2" /dev/stdout > "$3"`, process.execPath, join(ROOT, 'dist/src/cli/main.js'), EXAMPLE, out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(tollgate('check', out).code, 0);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('convert between formats and encodings keeps the rules', { skip: NO_DATA }, () => {
