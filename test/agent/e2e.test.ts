@@ -276,6 +276,31 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.doesNotMatch(installed(), /TOLLGATE/);
   });
 
+  test('ask mode with nobody to answer: a connection no rule decides waits --ask-timeout, then gets --ask-default; a rule decides at once', async () => {
+    if (agent) await stopAgent();
+    writeFileSync(catalog, rules());
+    const askDb = join(dir, 'ask.db');
+    for (const answer of ['block', 'allow'] as const) {
+      await startAgent('open', ['--mode', 'ask', '--ask-timeout', '600', '--ask-default', answer, '--db', askDb]);
+      const asked = node('tcp', '10.77.0.2', 80);
+      assert.equal(asked.ok, answer === 'allow', `default ${answer}: ${JSON.stringify(asked)}`);
+      assert.ok(asked.ms >= 550 && asked.ms < 2500, `it waited the timeout: ${asked.ms} ms`);
+      const ruled = node('tcp', '10.77.0.2', 9200);
+      assert.equal(ruled.ok, false);
+      assert.ok(ruled.ms < 400, `a rule's verdict does not wait: ${ruled.ms} ms`);
+      assert.equal(await stopAgent(), 0);
+    }
+    const store = new AuditStore(askDb);
+    const rows = store.query({ limit: 100 }).filter((r) => r.path === NODE).reverse();
+    store.close();
+    assert.deepEqual(rows.map((r) => [r.port, r.action, r.level, r.ruleId ?? null, r.reason]), [
+      [80, 'block', 'default', null, 'ask: no answer within 600 ms; default block'],
+      [9200, 'block', 'any', 'port-9200', rows[1]?.reason],
+      [80, 'allow', 'default', null, 'ask: no answer within 600 ms; default allow'],
+      [9200, 'block', 'any', 'port-9200', rows[3]?.reason],
+    ]);
+  });
+
   test('monitor mode blocks nothing and records what the verdict would have been', async () => {
     const monitorDb = join(dir, 'monitor.db');
     await startAgent('open', ['--monitor', '--db', monitorDb]);
