@@ -276,6 +276,29 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.doesNotMatch(installed(), /TOLLGATE/);
   });
 
+  test("rules scoped to users and groups apply to their processes' connections only", async () => {
+    if (agent) await stopAgent();
+    writeFileSync(catalog, rules([
+      { id: 'nobody-80', action: 'block', application: 'any', endpoint: '10.77.0.2', port: 80, users: ['nobody'] },
+      { id: 'nogroup-8080', action: 'block', application: NODE, port: 8080, groups: ['nogroup'] },
+    ]));
+    const scopedDb = join(dir, 'scoped.db');
+    await startAgent('open', ['--db', scopedDb]);
+    const asNobody = (port: number) => JSON.parse(net.run(['runuser', '-u', 'nobody', '--', NODE, CLIENT, 'tcp', '10.77.0.2', String(port)]).out) as { ok: boolean; ms: number };
+    assert.equal(node('tcp', '10.77.0.2', 80).ok, true, 'root: not in the users scope');
+    assert.equal(node('tcp', '10.77.0.2', 8080).ok, true, 'root: not in the groups scope');
+    assert.equal(asNobody(80).ok, false, 'nobody: blocked by user');
+    assert.equal(asNobody(8080).ok, false, 'nobody: blocked by group');
+    assert.equal(await stopAgent(), 0);
+    writeFileSync(catalog, rules());
+    const store = new AuditStore(scopedDb);
+    const rows = store.query({ limit: 100 }).filter((r) => r.path === NODE).reverse();
+    store.close();
+    assert.deepEqual(rows.map((r) => [r.port, r.uid, r.action, r.ruleId ?? null]), [
+      [80, 0, 'allow', null], [8080, 0, 'allow', null], [80, 65534, 'block', 'nobody-80'], [8080, 65534, 'block', 'nogroup-8080'],
+    ]);
+  });
+
   test('ask mode with nobody to answer: a connection no rule decides waits --ask-timeout, then gets --ask-default; a rule decides at once', async () => {
     if (agent) await stopAgent();
     writeFileSync(catalog, rules());
