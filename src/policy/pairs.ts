@@ -53,8 +53,11 @@ export class PairTable {
     }
   }
 
-  /** Stores `value` for the key, replacing any value there. */
-  set(app: number, tag: number, dest: number, value: number): void {
+  /**
+   * Where the key's value is (at() reads it, setAt() writes it): its slot, taken for it with the value
+   * -1 when it has none. A compile then finds and updates a pair with one probe.
+   */
+  slot(app: number, tag: number, dest: number): number {
     const s = this.slots;
     for (let i = hash(app, tag, dest) & this.mask; ; i = (i + 1) & this.mask) {
       const o = i * 4;
@@ -65,14 +68,19 @@ export class PairTable {
         s[o] = app + 1;
         s[o + 1] = tag;
         s[o + 2] = dest;
-        s[o + 3] = value;
-        return;
+        s[o + 3] = -1;
+        return o + 3;
       }
-      if (a === app + 1 && s[o + 1] === tag && s[o + 2] === dest) {
-        s[o + 3] = value;
-        return;
-      }
+      if (a === app + 1 && s[o + 1] === tag && s[o + 2] === dest) return o + 3;
     }
+  }
+
+  at(slot: number): number {
+    return this.slots[slot]!;
+  }
+
+  setAt(slot: number, value: number): void {
+    this.slots[slot] = value;
   }
 }
 

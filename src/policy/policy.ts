@@ -386,35 +386,38 @@ export class Policy {
 
   private add(app: number, c: ParsedRule, i: number): void {
     const e = c.endpoint;
-    const put = (has: number, tag: number, dest: number): void => {
-      this.appHas[app]! |= has;
-      if ((has & (HAS.ip4 | HAS.cidr4)) !== 0) this.ip4Keys.add(tag, dest); // every IPv4 key in the pair table
-      this.pairs.set(app, tag, dest, this.table.join(this.pairs.get(app, tag, dest), i));
-    };
     switch (e.kind) {
       case 'any':
         this.appHas[app]! |= HAS.any;
         this.appAny[app] = this.table.join(this.appAny[app]!, i);
         break;
-      case 'url': put(HAS.url, TAG.url, this.names.intern(e.host)); break;
-      case 'host': put(HAS.host, TAG.host, c.keyBytes ? this.names.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.names.intern(e.host)); break;
+      case 'url': this.put(app, i, HAS.url, TAG.url, this.names.intern(e.host)); break;
+      case 'host': this.put(app, i, HAS.host, TAG.host, c.keyBytes ? this.names.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.names.intern(e.host)); break;
       case 'wildcard':
         setBit(this.wildLens, c.keyBytes ? c.keyEnd - c.keyStart : utf8(e.suffix).length);
-        put(HAS.wildcard, TAG.wild, c.keyBytes ? this.suffixes.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.suffixes.intern(e.suffix));
+        this.put(app, i, HAS.wildcard, TAG.wild, c.keyBytes ? this.suffixes.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.suffixes.intern(e.suffix));
         break;
       case 'ip':
-        if (typeof e.key === 'number') put(HAS.ip4, TAG.ip4, e.key | 0);
-        else put(HAS.ip6, TAG.ip6, this.keys6.internBytes(e.key, 0, 16));
+        if (typeof e.key === 'number') this.put(app, i, HAS.ip4, TAG.ip4, e.key | 0);
+        else this.put(app, i, HAS.ip6, TAG.ip6, this.keys6.internBytes(e.key, 0, 16));
         break;
       case 'cidr': {
         const lens = e.v === 4 ? this.cidr4Lens : this.cidr6Lens;
         const l = lens.get(app) ?? [];
         if (!l.includes(e.len)) lens.set(app, [...l, e.len].sort((x, y) => y - x));
-        if (e.v === 4) put(HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
-        else put(HAS.cidr6, TAG.cidr6 + e.len, this.keys6.internBytes(e.key as Uint8Array, 0, 16));
+        if (e.v === 4) this.put(app, i, HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
+        else this.put(app, i, HAS.cidr6, TAG.cidr6 + e.len, this.keys6.internBytes(e.key as Uint8Array, 0, 16));
         break;
       }
     }
+  }
+
+  /** Rule i joins the rules of (app, tag, dest), found and updated in one probe of the pair table. */
+  private put(app: number, i: number, has: number, tag: number, dest: number): void {
+    this.appHas[app]! |= has;
+    if ((has & (HAS.ip4 | HAS.cidr4)) !== 0) this.ip4Keys.add(tag, dest); // every IPv4 key in the pair table
+    const o = this.pairs.slot(app, tag, dest);
+    this.pairs.setAt(o, this.table.join(this.pairs.at(o), i));
   }
 
   /**
