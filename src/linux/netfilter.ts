@@ -45,7 +45,10 @@ export function ruleSpecs(o: NetfilterOptions, v6: boolean): { out: string[][]; 
   ];
   if (!o.includeLoopback) out.push(['-o', 'lo', '-j', 'RETURN']);
   out.push(
-    ['-p', 'tcp', '--syn', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
+    // Every TCP SYN, whatever conntrack's state: a SYN that reuses the ports of a connection conntrack
+    // still holds (one the server reset, for 10 s) is "ignored" by it and filed as ESTABLISHED, and a
+    // rule on state NEW let such a new connection through unjudged, by any program.
+    ['-p', 'tcp', '--syn', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
     ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
   );
   // DNS answers are always bypassed: a dead agent must not take name resolution down with it.

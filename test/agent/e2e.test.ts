@@ -21,6 +21,7 @@ const SERVERS = join(import.meta.dirname, 'servers.js');
 const NODE = realpathSync(process.execPath);
 const CURL = realpathSync('/usr/bin/curl');
 const ONE_SHOTS = 20;
+const REUSED_PORT = 40123; // the local port of a connection the server resets, then reused
 
 describe('agent end to end (network namespaces)', { skip: skip ?? false }, () => {
   const net = new TestNet('e2e');
@@ -132,6 +133,23 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.equal(inline.code, 0, 'node without a script is allowed by the interpreter rule');
   });
 
+  test('a SYN reusing the ports of a connection the server reset is judged, though conntrack files it as ESTABLISHED', async () => {
+    // An allowed program (node without a script: rule node-9100-ok) connects from a fixed port ...
+    const port = REUSED_PORT;
+    const holder = spawn('ip', ['netns', 'exec', net.client, NODE, '-e',
+      `const s=require('net').connect({port:9100,host:'10.77.0.2',localPort:${port}},()=>console.log('up'));s.on('error',()=>{});s.on('close',()=>process.exit(0))`]);
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('up')) resolve(); });
+      holder.once('exit', (code) => reject(new Error(`the holder exited (${code}) before connecting`)));
+    });
+    // ... the server resets it (the conntrack entry stays a while, in CLOSE, its last RST the server's) ...
+    const exited = new Promise((r) => holder.once('exit', r));
+    sh('ip', ['netns', 'exec', net.server, 'ss', '-K', '-t', 'dport', '=', `:${port}`]);
+    await exited;
+    // ... and a program the rules block there (copied-no-9100) connects from the same port at once
+    refused(net.run([join(bin, 'curl'), '-s', '-g', '-o', '/dev/null', '--connect-timeout', '3', '-w', '%{http_code}', '--local-port', String(port), 'http://10.77.0.2:9100/']));
+  });
+
   test('host rule applies through the DNS answer the program got; the same IP without the name is allowed', () => {
     allowed(curl('http://10.77.0.3/'));
     refused(curl('http://bad.blocked.test/'));
@@ -215,7 +233,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     // Twice: in the first test and while the broken catalog was refused.
     one('curl -> 10.77.0.2:8080 (blocked)', (r) => r.path === CURL && r.remoteIp === '10.77.0.2' && r.port === 8080 && r.action === 'block', { ruleId: 'curl-no-8080', level: 'path', protocol: 'tcp', uid: 0 }, 2);
     one('curl -> [fd77::2]:8080', (r) => r.path === CURL && r.remoteIp === 'fd77::2' && r.port === 8080, { action: 'block', ruleId: 'curl-no-8080' });
-    one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
+    one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100 && r.localPort !== REUSED_PORT, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
+    one("copied curl -> 9100 from a reset connection's ports", (r) => r.path === join(bin, 'curl') && r.localPort === REUSED_PORT, { action: 'block', ruleId: 'copied-no-9100' });
     one('curl -> bad.blocked.test', (r) => r.remoteIp === '10.77.0.3' && r.action === 'block', { hostnames: ['bad.blocked.test'], ruleId: 'blocked-host', level: 'any' });
     one('curl -> tcp-only.blocked.test', (r) => r.remoteIp === '10.77.0.5' && r.action === 'block', { hostnames: ['tcp-only.blocked.test'], ruleId: 'tcp-dns-host', path: CURL });
     one('curl -> shared.allowed.test', (r) => r.remoteIp === '10.77.0.6' && r.action === 'allow', { hostnames: ['shared.allowed.test'] });

@@ -80,7 +80,8 @@ test('netfilter rules: only new connections, loopback skipped unless asked, bypa
   const o = { queue: 7, dnsQueue: 8, failMode: 'open' as const, includeLoopback: false, rejectMark: 0x10 };
   const open = ruleSpecs(o, false).out.map((r) => r.join(' '));
   assert.ok(open.includes('-o lo -j RETURN'));
-  assert.ok(open.includes('-p tcp --syn -m conntrack --ctstate NEW -j NFQUEUE --queue-num 7 --queue-bypass'));
+  assert.ok(open.includes('-p tcp --syn -j NFQUEUE --queue-num 7 --queue-bypass'), 'every SYN, whatever conntrack makes of it');
+  assert.ok(open.includes('-p udp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 7 --queue-bypass'));
   assert.ok(open.includes('-m mark --mark 0x10/0x10 -j REJECT --reject-with icmp-port-unreachable'));
   const closed = ruleSpecs({ ...o, failMode: 'closed', includeLoopback: true }, true).out.map((r) => r.join(' '));
   assert.ok(!closed.some((r) => r.includes('--queue-bypass')));
