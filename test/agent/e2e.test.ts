@@ -150,6 +150,22 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     refused(net.run([join(bin, 'curl'), '-s', '-g', '-o', '/dev/null', '--connect-timeout', '3', '-w', '%{http_code}', '--local-port', String(port), 'http://10.77.0.2:9100/']));
   });
 
+  test("an MPTCP connection is judged as its program's, like a TCP one", async () => {
+    const python = realpathSync('/usr/bin/python3');
+    if (agent) await stopAgent();
+    writeFileSync(catalog, rules([{ id: 'python-no-80', action: 'block', application: python, port: 80 }]));
+    await startAgent();
+    const connect = (proto: number) => net.run([python, '-c',
+      `import socket\ntry:\n  s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,${proto})\nexcept OSError:\n  print('no socket');exit()\ns.settimeout(3)\ntry:\n  s.connect(('10.77.0.2',80));print('connected')\nexcept OSError as e:\n  print(type(e).__name__)`]).out.trim();
+    assert.equal(connect(6), 'ConnectionRefusedError', 'TCP');
+    const mptcp = connect(262); // IPPROTO_MPTCP: the kernel's subflow sockets send the SYNs
+    if (mptcp === 'no socket') console.log('SKIP MPTCP through the agent: this kernel makes no MPTCP sockets (net.mptcp.enabled=0?)');
+    else assert.equal(mptcp, 'ConnectionRefusedError', 'MPTCP');
+    writeFileSync(catalog, rules());
+    await stopAgent();
+    await startAgent();
+  });
+
   test('host rule applies through the DNS answer the program got; the same IP without the name is allowed', () => {
     allowed(curl('http://10.77.0.3/'));
     refused(curl('http://bad.blocked.test/'));
