@@ -50,6 +50,8 @@ export function ruleSpecs(o: NetfilterOptions, v6: boolean): { out: string[][]; 
     // rule on state NEW let such a new connection through unjudged, by any program.
     ['-p', 'tcp', '--syn', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
     ['-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
+    // UDP-Lite: any program may open such a socket, and it went by unjudged, in passive-block mode too
+    ['-p', 'udplite', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'NFQUEUE', '--queue-num', String(o.queue), ...bypass],
   );
   // DNS answers are always bypassed: a dead agent must not take name resolution down with it.
   // Over TCP (large answers, `use-vc` resolvers) every segment is copied, handshake included.

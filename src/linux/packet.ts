@@ -4,10 +4,11 @@
  * general packet library would decode far more than this.
  */
 import ipaddr from 'ipaddr.js';
+import type { Protocol } from '../policy/index.js';
 
 export interface Tuple {
   family: 4 | 6;
-  protocol: 'tcp' | 'udp';
+  protocol: Protocol;
   src: string;
   sport: number;
   dst: string;
@@ -22,6 +23,7 @@ export interface Tuple {
 
 const TCP = 6;
 const UDP = 17;
+const UDPLITE = 136; // UDP's header; any program may send it, so it is judged too
 // IPv6 extension headers that may stand before TCP/UDP in an outbound packet.
 const EXT = new Set([0, 43, 60]);
 
@@ -32,7 +34,7 @@ export function formatIp(b: Buffer): string {
   return ipaddr.fromByteArray([...b]).toString();
 }
 
-/** Parses an IPv4/IPv6 TCP or UDP packet; null for anything else (fragments, other protocols, truncation). */
+/** Parses an IPv4/IPv6 TCP, UDP or UDP-Lite packet; null for anything else (fragments, other protocols, truncation). */
 export function parsePacket(p: Buffer): Tuple | null {
   if (p.length < 20) return null;
   const version = p[0]! >> 4;
@@ -57,11 +59,11 @@ export function parsePacket(p: Buffer): Tuple | null {
     srcRaw = p.subarray(8, 24);
     dstRaw = p.subarray(24, 40);
   } else return null;
-  if ((proto !== TCP && proto !== UDP) || l4 + 8 > p.length) return null;
+  if ((proto !== TCP && proto !== UDP && proto !== UDPLITE) || l4 + 8 > p.length) return null;
   const dataOffset = proto === TCP ? l4 + (p[l4 + 12]! >> 4) * 4 : l4 + 8;
   return {
     family: version === 4 ? 4 : 6,
-    protocol: proto === TCP ? 'tcp' : 'udp',
+    protocol: proto === TCP ? 'tcp' : proto === UDP ? 'udp' : 'udplite',
     src: formatIp(srcRaw),
     sport: p.readUInt16BE(l4),
     dst: formatIp(dstRaw),

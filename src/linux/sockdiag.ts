@@ -12,6 +12,7 @@ const AF_INET = 2;
 const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
+const IPPROTO_UDPLITE = 136;
 
 export interface SocketOwner {
   inode: number;
@@ -48,12 +49,12 @@ export class SockDiag {
     writeHeader(b, 0, b.length, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, this.seq++);
     let o = 16;
     b[o] = t.family === 4 ? AF_INET : AF_INET6;
-    b[o + 1] = t.protocol === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP;
+    b[o + 1] = t.protocol === 'tcp' ? IPPROTO_TCP : t.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_UDPLITE;
     b.writeUInt32LE(0xffffffff, o + 4); // all states
     o += 8;
-    // The kernel's UDP lookup reads the id as an incoming packet (source = the peer); given our
-    // own address as source it silently finds the peer's socket when both ends are local.
-    const [la, lp, ra, rp] = t.protocol === 'udp' ? [t.dstRaw, t.dport, t.srcRaw, t.sport] : [t.srcRaw, t.sport, t.dstRaw, t.dport];
+    // The kernel's UDP (and UDP-Lite) lookup reads the id as an incoming packet (source = the peer);
+    // given our own address as source it silently finds the peer's socket when both ends are local.
+    const [la, lp, ra, rp] = t.protocol !== 'tcp' ? [t.dstRaw, t.dport, t.srcRaw, t.sport] : [t.srcRaw, t.sport, t.dstRaw, t.dport];
     b.writeUInt16BE(lp, o);
     b.writeUInt16BE(rp, o + 2);
     la.copy(b, o + 4);

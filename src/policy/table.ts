@@ -194,7 +194,7 @@ export class RuleTable {
     if (ports !== 0 && (flow.port < (ports & 0xffff) || flow.port > ports >>> 16)) return false;
     const f = this.info[2 * i + 1]!;
     const proto = f & PROTO_MASK;
-    if (proto !== 0 && proto !== (flow.protocol === 'tcp' ? 1 : 2)) return false;
+    if (proto !== 0 && proto !== (flow.protocol === 'tcp' ? 1 : flow.protocol === 'udp' ? 2 : 3)) return false; // 3: no rule's
     if ((f & EXPIRES) !== 0 && this.expires.get(i)! <= now) return false;
     if ((f & SCOPED) !== 0) return inScope(this.scopes.get(i)!, flow);
     return true;

@@ -2,7 +2,8 @@
 
 export type Action = 'allow' | 'block';
 export type Mode = 'passive-allow' | 'passive-block' | 'ask';
-export type Protocol = 'tcp' | 'udp';
+/** A flow's transport. UDP-Lite is its own: only rules for any protocol apply to it. */
+export type Protocol = 'tcp' | 'udp' | 'udplite';
 export const MODES: readonly Mode[] = ['passive-allow', 'passive-block', 'ask'];
 
 /**

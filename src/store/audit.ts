@@ -4,6 +4,7 @@
  */
 import { closeSync, constants, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
+import type { Protocol } from '../policy/index.js';
 
 export interface DecisionRow {
   time: number;
@@ -20,7 +21,7 @@ export interface DecisionRow {
   remoteIp: string;
   hostnames: string[];
   port: number;
-  protocol: 'tcp' | 'udp';
+  protocol: Protocol;
   action: 'allow' | 'block';
   ruleId?: string;
   level: string;
@@ -145,7 +146,7 @@ function fromRow(r: Record<string, unknown>): DecisionRow {
   const row: DecisionRow = {
     time: r.time as number, path: r.path as string, remoteIp: r.remote_ip as string,
     hostnames: JSON.parse(r.hostnames as string) as string[], port: r.port as number,
-    protocol: r.protocol as 'tcp' | 'udp', action: r.action as 'allow' | 'block', level: r.level as string,
+    protocol: r.protocol as Protocol, action: r.action as 'allow' | 'block', level: r.level as string,
     reason: r.reason as string, enforced: r.enforced === 1,
   };
   if (r.pid !== null) row.pid = r.pid as number;

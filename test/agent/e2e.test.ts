@@ -166,6 +166,25 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     await startAgent();
   });
 
+  test('UDP-Lite, which any program may send, is judged: only rules for any protocol apply to it', async () => {
+    const python = realpathSync('/usr/bin/python3');
+    const echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM,136)\ns.bind(('0.0.0.0',7000))\nprint('ready',flush=True)\nwhile True:\n  d,a=s.recvfrom(100);s.sendto(d,a)";
+    await net.start(net.server, [python, '-c', echo], 'ready');
+    const send = () => net.run([python, '-c',
+      "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM,136)\ns.settimeout(2)\ns.connect(('10.77.0.2',7000))\ns.send(b'ping')\ntry:\n  s.recv(100);print('answered')\nexcept OSError as e:\n  print(type(e).__name__)"]).out.trim();
+    const reload = async (extra: object[], n: number): Promise<void> => {
+      writeFileSync(catalog, rules(extra));
+      agentLog = '';
+      agent!.kill('SIGHUP');
+      await waitFor(() => new RegExp(`reloaded \\(SIGHUP\\): ${n} rules`).test(agentLog), `the reload to ${n} rules`);
+    };
+    await reload([{ id: 'python-udp-7000', action: 'block', application: python, port: 7000, protocol: 'udp' }], 12);
+    assert.equal(send(), 'answered', 'a rule for UDP does not apply to UDP-Lite');
+    await reload([{ id: 'python-7000', action: 'block', application: python, port: 7000 }], 12);
+    assert.equal(send(), 'ConnectionRefusedError', 'a rule for any protocol does');
+    await reload([], 11);
+  });
+
   test('host rule applies through the DNS answer the program got; the same IP without the name is allowed', () => {
     allowed(curl('http://10.77.0.3/'));
     refused(curl('http://bad.blocked.test/'));
@@ -250,6 +269,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('curl -> 10.77.0.2:8080 (blocked)', (r) => r.path === CURL && r.remoteIp === '10.77.0.2' && r.port === 8080 && r.action === 'block', { ruleId: 'curl-no-8080', level: 'path', protocol: 'tcp', uid: 0 }, 2);
     one('curl -> [fd77::2]:8080', (r) => r.path === CURL && r.remoteIp === 'fd77::2' && r.port === 8080, { action: 'block', ruleId: 'curl-no-8080' });
     one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100 && r.localPort !== REUSED_PORT, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
+    one('python udplite -> 7000 (allowed)', (r) => r.protocol === 'udplite' && r.action === 'allow', { port: 7000, level: 'default' });
+    one('python udplite -> 7000 (blocked)', (r) => r.protocol === 'udplite' && r.action === 'block', { port: 7000, ruleId: 'python-7000' });
     one("copied curl -> 9100 from a reset connection's ports", (r) => r.path === join(bin, 'curl') && r.localPort === REUSED_PORT, { action: 'block', ruleId: 'copied-no-9100' });
     one('curl -> bad.blocked.test', (r) => r.remoteIp === '10.77.0.3' && r.action === 'block', { hostnames: ['bad.blocked.test'], ruleId: 'blocked-host', level: 'any' });
     one('curl -> tcp-only.blocked.test', (r) => r.remoteIp === '10.77.0.5' && r.action === 'block', { hostnames: ['tcp-only.blocked.test'], ruleId: 'tcp-dns-host', path: CURL });

@@ -29,6 +29,10 @@ test('packets: IPv4 TCP, IPv6 UDP behind an extension header, fragments and othe
   const frag = ipv4Tcp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
   frag.writeUInt16BE(10, 6);
   assert.equal(parsePacket(frag), null);
+  const lite = ipv4Tcp([10, 0, 0, 1], 40001, [10, 0, 0, 2], 7000);
+  lite[9] = 136; // UDP-Lite: UDP's header
+  const l = parsePacket(lite)!;
+  assert.deepEqual([l.protocol, l.sport, l.dport, l.dataOffset], ['udplite', 40001, 7000, 28]);
   const icmp = ipv4Tcp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2);
   icmp[9] = 1;
   assert.equal(parsePacket(icmp), null);
@@ -82,6 +86,7 @@ test('netfilter rules: only new connections, loopback skipped unless asked, bypa
   assert.ok(open.includes('-o lo -j RETURN'));
   assert.ok(open.includes('-p tcp --syn -j NFQUEUE --queue-num 7 --queue-bypass'), 'every SYN, whatever conntrack makes of it');
   assert.ok(open.includes('-p udp -m conntrack --ctstate NEW -j NFQUEUE --queue-num 7 --queue-bypass'));
+  assert.ok(open.includes('-p udplite -m conntrack --ctstate NEW -j NFQUEUE --queue-num 7 --queue-bypass'), 'any program may send UDP-Lite');
   assert.ok(open.includes('-m mark --mark 0x10/0x10 -j REJECT --reject-with icmp-port-unreachable'));
   const closed = ruleSpecs({ ...o, failMode: 'closed', includeLoopback: true }, true).out.map((r) => r.join(' '));
   assert.ok(!closed.some((r) => r.includes('--queue-bypass')));

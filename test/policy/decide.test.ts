@@ -111,6 +111,9 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, 'x.org', 6010, 'udp')).rule?.id, 'range');
     assert.equal(decide(rules, flow(CURL, 'x.org', 6005, 'tcp')).action, 'allow');
     assert.equal(decide(rules, flow(CURL, 'x.org', 6011, 'udp')).action, 'allow');
+    // UDP-Lite is not UDP: only rules for any protocol apply to it
+    assert.equal(decide(rules, flow(CURL, 'x.org', 6000, 'udplite')).action, 'allow');
+    assert.equal(decide(rules, flow(CURL, 'x.org', 445, 'udplite')).rule?.id, 'p');
   });
 });
 

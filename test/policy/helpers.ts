@@ -3,7 +3,7 @@ import { Policy, type Flow, type Mode, type Rule } from '../../src/policy/index.
 export const FIREFOX = { id: 'org.mozilla.firefox', path: '/usr/lib/firefox/firefox' };
 
 /** A flow with defaults; `to` is a host name or an IP. */
-export function flow(app: Flow['app'], to: string, port = 443, protocol: 'tcp' | 'udp' = 'tcp', extra: Partial<Flow['remote']> = {}): Flow {
+export function flow(app: Flow['app'], to: string, port = 443, protocol: Flow['protocol'] = 'tcp', extra: Partial<Flow['remote']> = {}): Flow {
   const isIp = /^[0-9.]+$/.test(to) || to.includes(':');
   return { app, remote: { ip: isIp ? to : '203.0.113.9', hostnames: isIp ? [] : [to], ...extra }, port, protocol };
 }

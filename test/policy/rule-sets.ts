@@ -36,7 +36,7 @@ export function allFlows(): Flow[] {
   ];
   const users = [{ user: 'alice', groups: ['dev'] }, { user: 'bob', uid: 1002 }];
   const out: Flow[] = [];
-  for (const app of apps) for (const remote of remotes) for (const port of [443, 450, 22]) for (const protocol of ['tcp', 'udp'] as const)
+  for (const app of apps) for (const remote of remotes) for (const port of [443, 450, 22]) for (const protocol of ['tcp', 'udp', 'udplite'] as const)
     for (const u of users) out.push({ app: { ...app, ...u }, remote, port, protocol });
   return out;
 }
