@@ -105,8 +105,11 @@ export class ByteDict {
   private n = 0;
   private readonly frozen: boolean;
 
-  /** `reversed`: keys are hashed last byte first (looked up by suffix walks). */
-  constructor(readonly reversed = false, img?: ByteDictImage) {
+  /**
+   * `reversed`: keys are hashed last byte first (looked up by suffix walks). `expected`: keys it is
+   * likely to hold, made room for at once (each doubling on the way there rehashes every key).
+   */
+  constructor(readonly reversed = false, img?: ByteDictImage, expected = 0) {
     if (img) {
       // at most half full, as put() keeps it: a probe then always meets an empty slot and ends
       let used = 0;
@@ -121,7 +124,9 @@ export class ByteDict {
       this.reversed = img.size[1] === 1;
       this.frozen = true;
     } else {
-      this.slots = new Int32Array(16 * 4);
+      let slots = 16;
+      while (slots < expected * 2) slots *= 2; // at most half full, as put() keeps it
+      this.slots = new Int32Array(slots * 4);
       this.arena = new Uint8Array(1024);
       this.frozen = false;
     }
@@ -129,12 +134,12 @@ export class ByteDict {
     this.refilter();
   }
 
-  /** The filter of the keys in the slots, made again for their number (after a grow()). */
-  private refilter(): void {
+  /** The filter of the keys in the slots (none for a grow(), which marks each key as it moves it). */
+  private refilter(mark = true): void {
     const t = this.slots;
     this.filter = new Int32Array(t.length / 16); // 8 bits a slot, 32 bits an int: slots (4 ints each) / 16 ints
     this.filterMask = this.filter.length * 32 - 1;
-    for (let o = 0; o < t.length; o += 4) if (t[o + 2] !== 0) this.mark(t[o]!);
+    if (mark) for (let o = 0; o < t.length; o += 4) if (t[o + 2] !== 0) this.mark(t[o]!);
   }
 
   private mark(h: number): void {
@@ -282,10 +287,12 @@ export class ByteDict {
 
   private grow(): void {
     const old = this.slots;
-    const t = new Int32Array(old.length * 2);
+    const t = (this.slots = new Int32Array(old.length * 2));
     const mask = t.length / 4 - 1;
+    this.refilter(false);
     for (let o = 0; o < old.length; o += 4) {
       if (old[o + 2] === 0) continue;
+      this.mark(old[o]!);
       let i = old[o]! & mask;
       while (t[i * 4 + 2] !== 0) i = (i + 1) & mask;
       t[i * 4] = old[o]!;
@@ -293,8 +300,6 @@ export class ByteDict {
       t[i * 4 + 2] = old[o + 2]!;
       t[i * 4 + 3] = old[o + 3]!;
     }
-    this.slots = t;
     this.mask = mask;
-    this.refilter();
   }
 }
