@@ -12,11 +12,14 @@ import type { Rule, RuleError, RuleInput, RuleSource } from './types.js';
 export class AppNumbers implements AppCache {
   text = '';
   private readonly apps: AppMatch[] = [];
-  private readonly keys = new ByteDict(); // application texts -> entry: its number and its text as first seen
+  private readonly keys: ByteDict; // application texts -> entry: its number and its text as first seen
   private readonly nums: number[] = [];
   private readonly texts: string[] = [];
 
-  constructor(private readonly newApp: (a: AppMatch) => number) {}
+  /** `rules`: how many the compile reads; room is made at once for one application in 8 of them (it lives only as long as the compile). */
+  constructor(private readonly newApp: (a: AppMatch) => number, rules = 0) {
+    this.keys = new ByteDict(false, undefined, rules >> 3);
+  }
 
   // The last text found: catalogs list an application's rules together (NuAppFirewall's by format),
   // and comparing with the last one costs less than hashing a long path again.

@@ -251,7 +251,7 @@ export class Policy {
     const input = isInput(rules) ? rules : new ObjectInput(rules);
     const errors: RuleError[] = [];
     const p = new Policy(mode, input.length);
-    const cache = new AppNumbers((a) => p.newApp(a));
+    const cache = new AppNumbers((a) => p.newApp(a), input.length);
     for (let index = 0; index < input.length; index++) {
       const c = input.compile(index, cache);
       if (Array.isArray(c)) errors.push(...c);
