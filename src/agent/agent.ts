@@ -67,6 +67,8 @@ const MONITOR_POLL_MS = 100;
 const EXIT_AFTER_CLOSE_MS = 20;
 /** The longest such a packet waits, should the events thread lag further still or stop. */
 const EXIT_EVENT_CAP_MS = 1000;
+/** How long a uid's list of live programs serves connections whose process was gone (judgeGone). */
+const PROGRAMS_MS = 1000;
 const GONE = 'gone '; // key prefix of a packet whose socket was gone: judged alone, never cached (onPacket)
 const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
@@ -98,6 +100,7 @@ export class Agent {
   private loop?: ReadLoop;
   private diag?: SockDiag;
   private readonly procs = new ProcessResolver();
+  private readonly uidPrograms = new Map<number, { at: number; list: Promise<ProcessInfo[]> }>();
   private readonly dns = new DnsNames();
   private readonly dnsTcp = new TcpDnsStreams();
   private store?: AuditWriter;
@@ -430,8 +433,22 @@ export class Agent {
    * closed by its last thread, the event is sent by the first).
    */
   private judgeGone(key: string, t: Conn, uid: number | undefined, aliveAfter: number): void {
-    if (!this.events || uid === undefined) return this.judge(key, t, null, uid, aliveAfter);
-    void this.events.caughtUp(monotonicMs() + EXIT_AFTER_CLOSE_MS, EXIT_EVENT_CAP_MS).then(() => this.judge(key, t, null, uid, aliveAfter));
+    if (uid === undefined) return this.judge(key, t, null, uid, aliveAfter);
+    const exits = this.events ? this.events.caughtUp(monotonicMs() + EXIT_AFTER_CLOSE_MS, EXIT_EVENT_CAP_MS) : Promise.resolve();
+    void Promise.all([this.programsOf(uid), exits]).then(
+      ([programs]) => this.judge(key, t, null, uid, aliveAfter, programs),
+      (e: unknown) => this.failPending(key, e),
+    );
+  }
+
+  /** The live programs of a uid, listed at most once a second (a flood of gone packets must not list /proc for each). */
+  private programsOf(uid: number): Promise<ProcessInfo[]> {
+    const now = Date.now();
+    const c = this.uidPrograms.get(uid);
+    if (c && now - c.at < PROGRAMS_MS) return c.list;
+    const list = this.procs.programsOf(uid);
+    this.uidPrograms.set(uid, { at: now, list });
+    return list;
   }
 
   /**
@@ -481,7 +498,7 @@ export class Agent {
    * packet was sent after it, or its socket was seen after it), to name a process that exited
    * before it was found.
    */
-  private judge(key: string, t: Conn, proc: ProcessInfo | null, uid: number | undefined, aliveAfter = 0): void {
+  private judge(key: string, t: Conn, proc: ProcessInfo | null, uid: number | undefined, aliveAfter = 0, programs: ProcessInfo[] = []): void {
     try {
       // Gone before found: decided as unknown-process (a guess must not pick the rule), but the
       // record says which processes of that uid exited meanwhile, as the process events saw them.
@@ -496,7 +513,8 @@ export class Agent {
       if (!proc && uid !== undefined) app.uid = uid;
       const hostnames = this.dns.namesOf(t.dst, Date.now(), proc ? processKey(proc) : undefined);
       const flow: Flow = { app, remote: { ip: t.dst, hostnames }, port: t.dport, protocol: t.protocol };
-      const v = this.decideScript(flow);
+      let v = this.decideScript(flow);
+      if (!proc && v.level === 'default' && v.action !== 'block') v = this.strictest(flow, v, programs, exited ?? []);
       if (v.action !== 'ask') return this.apply(key, t, flow, v, exited);
       void decideWithAsk(this.policy, flow, {
         // No dashboard yet: nobody answers, so the flow waits the timeout and gets the default.
@@ -521,6 +539,25 @@ export class Agent {
     const { id: _id, ...app } = flow.app;
     const s = this.policy.decide({ ...flow, app: { ...app, path: script } });
     return s.level === 'path' || s.level === 'prefix' ? { ...s, reason: `${s.reason} (script of ${flow.app.path})` } : v;
+  }
+
+  /**
+   * A connection whose process was gone before it was found, which no rule for unknown-process
+   * decided: blocked if the rules block it for any program its uid runs, or ran and quit meanwhile.
+   * The sender is among them, and may have closed its socket at once to go unnamed (a datagram
+   * needs no socket once sent): the mode's default must not let it past its own rules.
+   */
+  private strictest(flow: Flow, v: Verdict, programs: ProcessInfo[], exited: ExitedProcess[]): Verdict {
+    const uid = flow.app.uid;
+    const apps = [
+      ...programs.map((p) => ({ path: p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid, ...(p.appId ? { id: p.appId } : {}), ...(p.script ? { script: p.script } : {}), ...(p.user ? { user: p.user } : {}), groups: p.groups })),
+      ...exited.filter((x) => x.path).map((x) => ({ path: x.path!, ...(x.cmdline ? { cmdline: x.cmdline } : {}), pid: x.pid, uid: x.uid })),
+    ];
+    for (const app of apps) {
+      const b = this.decideScript({ ...flow, app });
+      if (b.action === 'block') return { ...b, reason: `${b.reason}; gone before it was found, blocked as ${app.path} (a program of uid ${uid}) would be` };
+    }
+    return v;
   }
 
   private apply(key: string, t: Conn, flow: Flow, v: Verdict, exited?: ExitedProcess[]): void {

@@ -326,6 +326,35 @@ export class ProcessResolver {
   }
 
   /**
+   * The processes of `uid` alive now: the programs that may have sent a packet whose socket was gone
+   * before it was found (a program may close its socket right after sending). Reads /proc (a start
+   * time per process, ~5 us; the rest once per process), in slices as scan() does.
+   */
+  async programsOf(uid: number): Promise<ProcessInfo[]> {
+    const slice = new Slicer();
+    const out: ProcessInfo[] = [];
+    for (const d of readdirSync('/proc')) {
+      const pid = d.charCodeAt(0) <= 57 ? Number(d) : 0;
+      if (!(pid > 0)) continue;
+      await slice.yield();
+      const start = startTime(pid);
+      if (start === null) continue;
+      let p = this.procs.get(pid);
+      if (p?.start !== start) this.procs.set(pid, (p = { start, uid: procUid(pid) }));
+      if (p.uid !== uid) continue;
+      const key = processKey({ pid, start });
+      let info = this.byPid.get(key);
+      if (!info) {
+        const fresh = readProcess(pid, start);
+        if (!fresh) continue;
+        this.byPid.set(key, (info = fresh));
+      }
+      out.push(info);
+    }
+    return out;
+  }
+
+  /**
    * Synchronously, without a /proc scan: the owner of `inode` if it is known or among the hot and
    * young processes (microseconds to a few tens of them). For callers that must ask while the
    * socket surely still exists (a DNS answer not yet delivered).

@@ -185,6 +185,25 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     await reload([], 11);
   });
 
+  test('a program that closes its socket right after sending (to go unnamed) is still held to its rules', async () => {
+    const python = realpathSync('/usr/bin/python3');
+    const receiver = await net.start(net.server, [NODE, '-e', "const u=require('dgram').createSocket('udp4');u.on('message',(m)=>console.log('got '+m));u.bind(7001,()=>console.log('ready'))"], 'ready');
+    let got = '';
+    receiver.stdout!.on('data', (d: Buffer) => { got += d.toString(); });
+    if (agent) await stopAgent();
+    writeFileSync(catalog, rules([{ id: 'python-no-7001', action: 'block', application: python, port: 7001, protocol: 'udp' }]));
+    await startAgent();
+    // each datagram from a new socket closed at once: the agent finds no socket, and no process for it
+    net.run([python, '-c', "import socket,time\nfor i in range(5):\n  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.sendto(b'closed%d'%i,('10.77.0.2',7001));s.close()\ntime.sleep(0.5)"]);
+    net.run([python, '-c', "import socket\nsocket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'exited',('10.77.0.2',7001))"]);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(got, '', 'no datagram got through');
+    writeFileSync(catalog, rules());
+    await stopAgent();
+    receiver.kill();
+    await startAgent();
+  });
+
   test('host rule applies through the DNS answer the program got; the same IP without the name is allowed', () => {
     allowed(curl('http://10.77.0.3/'));
     refused(curl('http://bad.blocked.test/'));
