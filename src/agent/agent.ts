@@ -551,7 +551,8 @@ export class Agent {
     const uid = flow.app.uid;
     const apps = [
       ...programs.map((p) => ({ path: p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid, ...(p.appId ? { id: p.appId } : {}), ...(p.script ? { script: p.script } : {}), ...(p.user ? { user: p.user } : {}), groups: p.groups })),
-      ...exited.filter((x) => x.path).map((x) => ({ path: x.path!, ...(x.cmdline ? { cmdline: x.cmdline } : {}), pid: x.pid, uid: x.uid })),
+      // exited meanwhile, or started since the uid's list was made (it serves a second)
+      ...[...exited, ...(uid === undefined ? [] : this.procs.youngOf(uid))].filter((x) => x.path).map((x) => ({ path: x.path!, ...(x.cmdline ? { cmdline: x.cmdline } : {}), pid: x.pid, uid: x.uid })),
     ];
     for (const app of apps) {
       const b = this.decideScript({ ...flow, app });

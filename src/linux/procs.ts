@@ -325,6 +325,11 @@ export class ProcessResolver {
     return this.exits.filter((x) => x.uid === uid && x.exitedAt > since);
   }
 
+  /** Processes of `uid` that started (exec or fork) in the last few seconds, as the process events saw them. */
+  youngOf(uid: number): SeenProcess[] {
+    return [...this.young.values()].filter((y) => y.uid === uid);
+  }
+
   /**
    * The processes of `uid` alive now: the programs that may have sent a packet whose socket was gone
    * before it was found (a program may close its socket right after sending). Reads /proc (a start
