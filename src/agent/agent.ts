@@ -466,6 +466,7 @@ export class Agent {
       const socks = [
         ...diag.dump(family, 'tcp', (1 << TCP_SYN_SENT) | (1 << TCP_ESTABLISHED)).filter((s) => !listening.has(s.sport)),
         ...diag.dump(family, 'udp', 1 << UDP_CONNECTED),
+        ...diag.dump(family, 'udplite', 1 << UDP_CONNECTED),
       ];
       for (const s of socks) {
         if (!s.inode) continue;

@@ -4,6 +4,7 @@
  */
 import { NETLINK_SOCK_DIAG, NLMSG_DONE, NLMSG_ERROR, NLM_F_REQUEST, NetlinkSocket, writeHeader } from './netlink.js';
 import { formatIp, type Tuple } from './packet.js';
+import type { Protocol } from '../policy/index.js';
 
 const NLM_F_DUMP = 0x300;
 
@@ -13,6 +14,7 @@ const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 const IPPROTO_UDPLITE = 136;
+const PROTOCOL_NUMBER: Record<Protocol, number> = { tcp: IPPROTO_TCP, udp: IPPROTO_UDP, udplite: IPPROTO_UDPLITE };
 
 export interface SocketOwner {
   inode: number;
@@ -22,7 +24,7 @@ export interface SocketOwner {
 /** A socket as a dump lists it. */
 export interface DumpedSocket extends SocketOwner {
   family: 4 | 6;
-  protocol: 'tcp' | 'udp';
+  protocol: Protocol;
   state: number;
   src: string;
   sport: number;
@@ -49,7 +51,7 @@ export class SockDiag {
     writeHeader(b, 0, b.length, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, this.seq++);
     let o = 16;
     b[o] = t.family === 4 ? AF_INET : AF_INET6;
-    b[o + 1] = t.protocol === 'tcp' ? IPPROTO_TCP : t.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_UDPLITE;
+    b[o + 1] = PROTOCOL_NUMBER[t.protocol];
     b.writeUInt32LE(0xffffffff, o + 4); // all states
     o += 8;
     // The kernel's UDP (and UDP-Lite) lookup reads the id as an incoming packet (source = the peer);
@@ -71,11 +73,11 @@ export class SockDiag {
   }
 
   /** Every socket of one family and protocol whose state is in `states` (a bit mask of 1 << state). */
-  dump(family: 4 | 6, protocol: 'tcp' | 'udp', states: number): DumpedSocket[] {
+  dump(family: 4 | 6, protocol: Protocol, states: number): DumpedSocket[] {
     const b = Buffer.alloc(16 + 56);
     writeHeader(b, 0, b.length, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, this.seq++);
     b[16] = family === 4 ? AF_INET : AF_INET6;
-    b[17] = protocol === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP;
+    b[17] = PROTOCOL_NUMBER[protocol];
     b.writeUInt32LE(states, 20);
     this.sock.send(b);
     const out: DumpedSocket[] = [];

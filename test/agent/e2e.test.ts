@@ -401,15 +401,20 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
 
   test('monitor mode blocks nothing and records what the verdict would have been', async () => {
     const monitorDb = join(dir, 'monitor.db');
+    if (agent) await stopAgent();
     await startAgent('open', ['--monitor', '--db', monitorDb]);
     assert.doesNotMatch(installed(), /TOLLGATE/, 'monitor mode installs no rule');
     assert.equal(node('tcp', '10.77.0.2', 9200, 400).ok, true, 'a connection the rules block gets through');
+    // a connected UDP-Lite socket is seen too (the rule for port 9200 applies to every protocol)
+    const python = realpathSync('/usr/bin/python3');
+    net.run([python, '-c', "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM,136)\ns.connect(('10.77.0.2',9200))\ns.send(b'x')\ntime.sleep(0.4)"]);
     assert.equal(await stopAgent(), 0);
     const store = new AuditStore(monitorDb);
-    const rows = store.query({ limit: 100 }).filter((r) => r.port === 9200);
+    const rows = store.query({ limit: 100 }).filter((r) => r.port === 9200).reverse();
     store.close();
-    assert.equal(rows.length, 1);
-    assert.deepEqual([rows[0]!.action, rows[0]!.ruleId, rows[0]!.enforced, rows[0]!.path], ['block', 'port-9200', false, NODE]);
+    assert.deepEqual(rows.map((r) => [r.protocol, r.action, r.ruleId, r.enforced, r.path]), [
+      ['tcp', 'block', 'port-9200', false, NODE], ['udplite', 'block', 'port-9200', false, python],
+    ]);
   });
 
   test('packets that go by unasked while the agent is stalled are counted and said (fail-open lets them through)', async () => {
