@@ -51,7 +51,7 @@ cacheOptions(program
   .option('--ip <address>', 'remote IP address')
   .option('--url <url>', 'URL, where known (its host is the connection\'s host or IP)')
   .requiredOption('--port <n>', 'remote port', port)
-  .option('--proto <tcp|udp>', 'protocol', 'tcp')
+  .option('--proto <tcp|udp|udplite>', 'protocol (udplite: only rules for any protocol apply)', 'tcp')
   .option('--user <name>', 'user name of the program')
   .option('--uid <n>', 'uid of the program', int(0, 4294967294))
   .option('--groups <names...>', 'groups of the program')
@@ -63,7 +63,7 @@ cacheOptions(program
     if (typeof parsed === 'string' || (parsed.kind !== 'id' && parsed.kind !== 'path')) {
       throw new UsageError(`--app: expected an app id or an absolute executable path, got "${app}"`);
     }
-    if (o.proto !== 'tcp' && o.proto !== 'udp') throw new UsageError('--proto: expected tcp or udp');
+    if (o.proto !== 'tcp' && o.proto !== 'udp' && o.proto !== 'udplite') throw new UsageError('--proto: expected tcp, udp or udplite');
     if (!o.host && !o.ip && !o.url) throw new UsageError('give the destination: --host, --ip and/or --url');
     const ip = o.ip === undefined ? undefined : parseEndpoint(String(o.ip));
     if (ip !== undefined && (typeof ip === 'string' || ip.kind !== 'ip')) throw new UsageError(`--ip: not an IP address: "${o.ip}"`);

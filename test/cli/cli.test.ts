@@ -119,6 +119,21 @@ test('decide explains the verdict, as text and JSON', () => {
   assert.match(unknown.out, /^BLOCK {2}\(default level\)\n {2}no rule applies; mode passive-block/);
 });
 
+test('decide --proto udplite: only rules for any protocol apply to UDP-Lite', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ format: 'tollgate-catalog', version: 1, rules: [
+    { id: 'no-udp-53', action: 'block', application: 'any', port: 53, protocol: 'udp' },
+    { id: 'no-5353', action: 'block', application: 'any', port: 5353 },
+  ] }));
+  const at = (port: string, proto: string) => tollgate('decide', file, '--app', '/usr/bin/x', '--ip', '192.0.2.1', '--port', port, '--proto', proto).out.split('\n')[0];
+  assert.match(at('53', 'udp')!, /^BLOCK/);
+  assert.match(at('53', 'udplite')!, /^ALLOW {2}\(default level\)/);
+  assert.match(at('5353', 'udplite')!, /^BLOCK/);
+  assert.match(tollgate('decide', file, '--app', '/usr/bin/x', '--ip', '192.0.2.1', '--port', '1', '--proto', 'sctp').err, /--proto: expected tcp, udp or udplite/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('convert to /dev/stdout writes the catalog alone there (its summary to stderr), as a pipe or a file', () => {
   const piped = tollgate('convert', EXAMPLE, '/dev/stdout');
   assert.equal(piped.code, 0, piped.err);
