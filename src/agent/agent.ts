@@ -501,8 +501,9 @@ export class Agent {
    */
   private judge(key: string, t: Conn, proc: ProcessInfo | null, uid: number | undefined, aliveAfter = 0, programs: ProcessInfo[] = []): void {
     try {
-      // Gone before found: decided as unknown-process (a guess must not pick the rule), but the
-      // record says which processes of that uid exited meanwhile, as the process events saw them.
+      // Gone before found: decided as unknown-process (a guess must not pick an allowing rule; the
+      // strictest of its uid's programs may block it: strictest()), and the record says which
+      // processes of that uid exited meanwhile, as the process events saw them.
       const exited = proc ? undefined : uid === undefined ? [] : this.procs.exitedOwners(uid, aliveAfter);
       const app: AppIdentity = proc
         ? { path: proc.path, cmdline: proc.cmdline, pid: proc.pid, uid: proc.uid }
