@@ -73,6 +73,16 @@ const GONE = 'gone '; // key prefix of a packet whose socket was gone: judged al
 const LOOP_TICK_MS = 5; // the event-loop delay histogram's timer
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
 
+/** A process as the policy sees it. */
+function appOf(p: ProcessInfo): AppIdentity {
+  const app: AppIdentity = { path: p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid };
+  if (p.appId) app.id = p.appId;
+  if (p.script) app.script = p.script;
+  if (p.user) app.user = p.user;
+  if (p.groups.length) app.groups = p.groups;
+  return app;
+}
+
 /** The identity of a connection whose process could not be found; rules can name it. */
 export const UNKNOWN_PROCESS = 'unknown-process';
 
@@ -505,13 +515,7 @@ export class Agent {
       // strictest of its uid's programs may block it: strictest()), and the record says which
       // processes of that uid exited meanwhile, as the process events saw them.
       const exited = proc ? undefined : uid === undefined ? [] : this.procs.exitedOwners(uid, aliveAfter);
-      const app: AppIdentity = proc
-        ? { path: proc.path, cmdline: proc.cmdline, pid: proc.pid, uid: proc.uid }
-        : { id: UNKNOWN_PROCESS, path: UNKNOWN_PROCESS };
-      if (proc?.appId) app.id = proc.appId;
-      if (proc?.script) app.script = proc.script;
-      if (proc?.user) app.user = proc.user;
-      if (proc?.groups.length) app.groups = proc.groups;
+      const app: AppIdentity = proc ? appOf(proc) : { id: UNKNOWN_PROCESS, path: UNKNOWN_PROCESS };
       if (!proc && uid !== undefined) app.uid = uid;
       const hostnames = this.dns.namesOf(t.dst, Date.now(), proc ? processKey(proc) : undefined);
       const flow: Flow = { app, remote: { ip: t.dst, hostnames }, port: t.dport, protocol: t.protocol };
@@ -552,7 +556,7 @@ export class Agent {
   private strictest(flow: Flow, v: Verdict, programs: ProcessInfo[], exited: ExitedProcess[]): Verdict {
     const uid = flow.app.uid;
     const apps = [
-      ...programs.map((p) => ({ path: p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid, ...(p.appId ? { id: p.appId } : {}), ...(p.script ? { script: p.script } : {}), ...(p.user ? { user: p.user } : {}), groups: p.groups })),
+      ...programs.map(appOf),
       // exited meanwhile, or started since the uid's list was made (it serves a second)
       ...[...exited, ...(uid === undefined ? [] : this.procs.youngOf(uid))].filter((x) => x.path).map((x) => ({ path: x.path!, ...(x.cmdline ? { cmdline: x.cmdline } : {}), pid: x.pid, uid: x.uid })),
     ];
