@@ -165,8 +165,9 @@ export class Policy {
     this.byPath = new ByteDict(false, d?.byPath);
     this.byPrefix = new ByteDict(false, d?.byPrefix);
     this.subFirst = new ByteDict();
-    // host names: most rules of a big catalog name one, many the same one (a quarter of the rules:
-    // the generated catalog's 250,000 need no grow, NuAppFirewall's 153,128 one bigger table than they need)
+    // host names: most rules of a big catalog name one, many the same one. Room for a quarter of the
+    // rules: the generated catalog's 250,000 (117,768 names) then grow once instead of 14 times;
+    // NuAppFirewall's 153,128 (23,321 names) get a table one size bigger than they need
     this.names = new ByteDict(false, d?.names, size >> 2);
     this.suffixes = new ByteDict(true, d?.suffixes);
     this.keys6 = new ByteDict(false, d?.keys6);
