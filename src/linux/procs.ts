@@ -153,6 +153,11 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
   }
 }
 
+/** The pids in /proc now. */
+function livePids(): number[] {
+  return readdirSync('/proc').filter((d) => d.charCodeAt(0) <= 57).map(Number).filter((n) => n > 0);
+}
+
 function procUid(pid: number): number {
   try {
     return idIn(readFileSync(`/proc/${pid}/status`, 'utf8'), 'Uid');
@@ -338,9 +343,7 @@ export class ProcessResolver {
   async programsOf(uid: number): Promise<ProcessInfo[]> {
     const slice = new Slicer();
     const out: ProcessInfo[] = [];
-    for (const d of readdirSync('/proc')) {
-      const pid = d.charCodeAt(0) <= 57 ? Number(d) : 0;
-      if (!(pid > 0)) continue;
+    for (const pid of livePids()) {
       await slice.yield();
       const start = startTime(pid);
       if (start === null) continue;
@@ -495,7 +498,7 @@ export class ProcessResolver {
       const uids = new Set(batch.map((w) => w.uid));
       const wanted = new Set(batch.map((w) => w.inode));
       const slice = new Slicer();
-      const pids = readdirSync('/proc').filter((d) => d.charCodeAt(0) <= 57).map(Number).filter((n) => n > 0);
+      const pids = livePids();
       const procs = new Map<number, { start: number; uid: number }>();
       const fresh: number[] = [];
       for (const pid of pids) {
