@@ -240,6 +240,14 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     assert.equal(node('udp', '10.77.0.2', 9998).ok, false);
   });
 
+  test("IPv4 sent from an IPv6 socket (a v4-mapped address) is judged as its program's IPv4", () => {
+    // A dual-stack socket reaches an IPv4 host as ::ffff:a.b.c.d: the packets are IPv4, the socket AF_INET6
+    refused(curl('http://[::ffff:10.77.0.2]:8080/'));
+    allowed(curl('http://[::ffff:10.77.0.2]/'));
+    assert.equal(node('udp', '::ffff:10.77.0.2', 9999).ok, true);
+    assert.equal(node('udp', '::ffff:10.77.0.2', 9998).ok, false);
+  });
+
   test('a program that sends one datagram and exits at once is recorded by its path, with the CPUs busy', () => {
     // Its socket and often the process itself are gone before the agent reads the packet; the
     // process events saw it start and exit. Busy CPUs delay the events thread: about one in
