@@ -24,7 +24,7 @@ import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
 import { KeyFilter, PairTable, TAG } from './pairs.js';
 import { AppNumbers, ObjectInput, isInput } from './inputs.js';
-import { canonicalUrl, type AppMatch, type ParsedRule } from './rules.js';
+import { canonicalUrl, hostKey, type AppMatch, type ParsedRule } from './rules.js';
 import { NONE, RuleTable, type TableImage } from './table.js';
 import { ImageRules, encodeRules } from './image.js';
 import { InvalidRulesError, type Flow, type RuleInput, type RuleSource, type Level, type Mode, type Rule, type RuleError, type Verdict } from './types.js';
@@ -532,10 +532,10 @@ export class Policy {
     let x = HASH_SEED;
     for (let i = 0; i < n; i++) {
       const c = h.charCodeAt(i);
-      if (c > 127 || (c >= 65 && c <= 90)) return this.names.get(lowerHost(h));
+      if (c > 127 || (c >= 65 && c <= 90)) return this.names.get(hostKey(h));
       x = step(x, c);
     }
-    return h.charCodeAt(n - 1) === 46 ? this.names.get(lowerHost(h)) : this.names.findChars(h, 0, n, mix(x));
+    return h.charCodeAt(n - 1) === 46 ? this.names.get(hostKey(h)) : this.names.findChars(h, 0, n, mix(x));
   }
 
   /**
@@ -546,12 +546,12 @@ export class Policy {
    */
   private wildOf(h: string, asBytes = false): Apps {
     const n = h.length;
-    if (!asBytes && h.charCodeAt(n - 1) === 46) return this.wildOf(byteString(lowerHost(h)), true);
+    if (!asBytes && h.charCodeAt(n - 1) === 46) return this.wildOf(byteString(hostKey(h)), true);
     let ids: Apps = NONE; // shortest first, reversed at the end
     let x = HASH_SEED;
     for (let i = n - 1; i >= 0; i--) {
       const c = h.charCodeAt(i);
-      if (!asBytes && (c > 127 || (c >= 65 && c <= 90))) return this.wildOf(byteString(lowerHost(h)), true);
+      if (!asBytes && (c > 127 || (c >= 65 && c <= 90))) return this.wildOf(byteString(hostKey(h)), true);
       if (c === 46 && hasBit(this.wildLens, n - i - 1)) {
         const id = this.suffixes.findChars(h, i + 1, n, mix(x));
         if (id >= 0) ids = add(ids, id);
@@ -627,12 +627,6 @@ export class Policy {
 function sameUnits(s: string, at: number, sp: Uint8Array): boolean {
   for (let k = 0; k < sp.length; k++) if (s.charCodeAt(at + k) !== sp[k]) return false;
   return true;
-}
-
-/** A host name as the index keys it: lower case, no trailing dot. */
-function lowerHost(h: string): string {
-  const l = h.toLowerCase();
-  return l.charCodeAt(l.length - 1) === 46 ? l.slice(0, -1) : l;
 }
 
 function defaultVerdict(mode: Mode): Verdict {

@@ -2,6 +2,7 @@
  * Rule validation: each field is parsed into the form the index needs, so parsing is the validation
  * and a 250,000-rule catalog is read once. Every problem names the rule and the field.
  */
+import { domainToASCII } from 'node:url';
 import { equalBytes } from './bytedict.js';
 import { parseIPv4, parseIp, maskV4, maskV6, type ParsedIp } from './ip.js';
 import { RULE_FIELDS, type Action, type Level, type Rule, type RuleError, type Verdict } from './types.js';
@@ -78,6 +79,7 @@ function isCalendarDate(s: string): boolean {
 }
 const HOST = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
 const NUMERIC_TLD = /(?:^|\.)[0-9]+$/;
+const NON_ASCII = /[^\x00-\x7f]/;
 
 export function parseApplication(s: unknown): AppMatch | string {
   if (typeof s !== 'string') return 'must be a string';
@@ -107,13 +109,23 @@ function checkPath(p: string): string | null {
   return null;
 }
 
-/** Lower-case a host name and drop one trailing dot; null if it is not a valid DNS name. */
+/**
+ * A host name as the index keys it and DNS carries it: lower case, one trailing dot dropped, an
+ * internationalised name (IDN) as punycode (bücher.de -> xn--bcher-kva.de); null if it is not a
+ * valid DNS name.
+ */
 export function normalizeHost(s: string): string | null {
-  let h = s.toLowerCase();
-  if (h.endsWith('.')) h = h.slice(0, -1);
+  const h = hostKey(s);
   if (h.length === 0 || h.length > 253 || !HOST.test(h)) return null;
   if (NUMERIC_TLD.test(h)) return null; // looks like a broken IP
   return h;
+}
+
+/** normalizeHost() without its checks: how decide() reads a flow's name that is not as the index keys it. */
+export function hostKey(s: string): string {
+  const h = s.toLowerCase();
+  const k = h.endsWith('.') ? h.slice(0, -1) : h;
+  return NON_ASCII.test(k) ? domainToASCII(k) : k; // '' where IDNA refuses the name
 }
 
 export function parseEndpoint(s: unknown): EndpointMatch | string {

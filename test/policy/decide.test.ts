@@ -37,6 +37,24 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, 'a.exÄmple.com')).action, 'allow');
   });
 
+  test('internationalised names (IDN) match written in Unicode or as the punycode DNS carries', () => {
+    const rules = [
+      rule({ id: 'unicode', action: 'block', application: 'any', endpoint: 'Bücher.de' }),
+      rule({ id: 'wild', action: 'block', application: 'any', endpoint: '*.straße.example' }),
+      rule({ id: 'puny', action: 'block', application: 'any', endpoint: 'xn--80ak6aa92e.com' }), // аррӏе.com, Cyrillic
+    ];
+    for (const h of ['xn--bcher-kva.de', 'bücher.de', 'BÜCHER.DE.']) assert.equal(decide(rules, flow(CURL, h)).rule?.id, 'unicode', h);
+    for (const h of ['a.xn--strae-oqa.example', 'a.straße.example', 'b.c.STRASSE.example.']) {
+      const want = h.includes('STRASSE') ? 'allow' : 'block'; // ß is its own letter (IDNA 2008), not "ss"
+      assert.equal(decide(rules, flow(CURL, h)).action, want, h);
+    }
+    assert.equal(decide(rules, flow(CURL, 'аррӏе.com')).rule?.id, 'puny');
+    assert.equal(decide(rules, flow(CURL, 'apple.com')).action, 'allow', 'a look-alike is another name');
+    // a name whose punycode label is longer than DNS allows is refused, naming the rule
+    const long = `${'ä'.repeat(70)}.com`;
+    assert.throws(() => Policy.compile([rule({ id: 'too-long', action: 'block', application: 'any', endpoint: long })]), /too-long.*malformed host/s);
+  });
+
   test('a name among many: every name a flow resolved to is matched, each suffix of each', () => {
     const rules = [
       rule({ id: 'deep', action: 'block', application: 'any', endpoint: '*.a.b.c.d.e.f.g.h.i.j.example.com' }),
