@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { statFields } from '../src/linux/procs.js';
 import { TestNet, missingCapability } from '../test/agent/netns.js';
-import { COMMAND_NODE_FLAGS, MAIN } from './node-flags.js';
+import { COMMAND_ENV_ARGS, COMMAND_NODE_FLAGS, MAIN } from './node-flags.js';
 import { runOpenSnitch } from './opensnitch.js';
 
 const arg = (name: string, def: string): string => {
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     const baseLight = load(net, '1', '2');
     console.log(`  no queue        ${fmt(base)}`);
 
-    const agent = await net.start(net.client, [process.execPath, ...COMMAND_NODE_FLAGS, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--loop-stats', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
+    const agent = await net.start(net.client, ['env', ...COMMAND_ENV_ARGS, process.execPath, ...COMMAND_NODE_FLAGS, ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROF] : []), MAIN, 'agent', '--loop-stats', '--catalog', CATALOG, '--db', join(dir, 'audit.db')], /tollgate agent: \d+ rules/, 'stderr');
     let log = '';
     agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     const cpu0 = cpuSeconds(agent.pid!);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { prng } from './gen.js';
-import { COMMAND_NODE_FLAGS, MAIN } from './node-flags.js';
+import { COMMAND_ENV, COMMAND_NODE_FLAGS, MAIN } from './node-flags.js';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -81,7 +81,7 @@ if (!existsSync(log)) {
 }
 const out = join(dir, 'catalog.json');
 const t = performance.now();
-const res = spawnSync('/usr/bin/time', ['-f', '%M %e %U %S', process.execPath, ...COMMAND_NODE_FLAGS, MAIN, 'catalog', 'build', '--logs', log, '--out', out, '--no-progress', '--min-devices', '2'], { encoding: 'utf8' });
+const res = spawnSync('/usr/bin/time', ['-f', '%M %e %U %S', process.execPath, ...COMMAND_NODE_FLAGS, MAIN, 'catalog', 'build', '--logs', log, '--out', out, '--no-progress', '--min-devices', '2'], { encoding: 'utf8', env: { ...process.env, ...COMMAND_ENV } });
 const secs = (performance.now() - t) / 1000;
 if (res.status !== 0) {
   console.error(res.stderr);

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { loadPolicy, readCatalog, readCatalogToCompile, reloadPolicy, serializeCatalog } from '../src/catalog/index.js';
 import { Policy, type Flow, type Rule } from '../src/policy/index.js';
 import { flowsFor, generateCatalog, prng } from './gen.js';
-import { COMMAND_NODE_FLAGS } from './node-flags.js';
+import { COMMAND_ENV, COMMAND_NODE_FLAGS } from './node-flags.js';
 
 const REAL = join(fileURLToPath(import.meta.url), '../../../../shared/data/nuappfirewall/catalog_legacy-catalog_2024-09.json');
 const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 2;
@@ -231,7 +231,7 @@ async function main(): Promise<void> {
   const spread: string[] = [];
   const loadMedians = new Map<string, { loadMs: number; peakRssMB: number }>();
   const node = (args: string[], gc = false): string => {
-    const c = spawnSync(process.execPath, [...COMMAND_NODE_FLAGS, ...(gc ? ['--expose-gc'] : []), fileURLToPath(import.meta.url), ...args], { encoding: 'utf8' });
+    const c = spawnSync(process.execPath, [...COMMAND_NODE_FLAGS, ...(gc ? ['--expose-gc'] : []), fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', env: { ...process.env, ...COMMAND_ENV } });
     if (c.status !== 0) throw new Error(`${args.join(' ')}: ${c.stderr}`);
     return c.stdout;
   };

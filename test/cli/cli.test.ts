@@ -22,6 +22,9 @@ test('the installed bin is executable, so `npx tollgate` runs it', () => {
   assert.doesNotThrow(() => accessSync(join(ROOT, bin), constants.X_OK));
   const r = spawnSync(join(ROOT, bin), ['check', EXAMPLE], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
+  // its first line adds to the caller's glibc tunables (env -S expands only ${NAME}): it still starts
+  const tuned = spawnSync(join(ROOT, bin), ['check', EXAMPLE], { encoding: 'utf8', env: { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' } });
+  assert.equal(tuned.status, 0, tuned.stderr);
 });
 
 test('check prints counts of a valid catalog', { skip: NO_DATA }, () => {
