@@ -37,6 +37,10 @@ export class NuAppRows {
     return this.n;
   }
 
+  get legacyFormat(): boolean {
+    return this.legacy;
+  }
+
   entry(action: string, application: string, list = ''): void {
     this.actions.push(action);
     this.apps.push(application);
@@ -116,7 +120,14 @@ export class NuAppInput implements RuleInput {
   }
 
   compile(i: number, cache: AppCache): ParsedRule | RuleError[] {
-    return compileRule(this.rows.rule(i), i, cache);
+    const rule = this.rows.rule(i);
+    const c = compileRule(rule, i, cache);
+    // the current format's application is its entry's identifier unless that is "unknown": an empty
+    // one is what is wrong, not the application Tollgate's format would have
+    if (Array.isArray(c) && rule.application === '' && !this.rows.legacyFormat) {
+      return c.map((e) => (e.field === 'application' ? { ...e, field: 'identifier', message: 'empty identifier (a bundle id, or "unknown" for a rule by its key)' } : e));
+    }
+    return c;
   }
 
   idHash(): undefined {

@@ -73,6 +73,15 @@ test('check lists every bad rule and exits non-zero without a stack trace', () =
   assert.doesNotMatch(r.err, / {4}at /);
 });
 
+test("check of a NuAppFirewall catalog names an empty identifier as what is wrong, not an application the file does not have", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const file = join(dir, 'nu.json');
+  writeFileSync(file, JSON.stringify({ '/usr/bin/curl': [{ action: 'block', identifier: '', destinations: [['example.com', '443']] }] }));
+  const r = tollgate('check', file);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /rule "nuapp-1" \(#1\): identifier: empty identifier \(a bundle id, or "unknown" for a rule by its key\)/);
+});
+
 test('bad files and arguments: one message, exit 1', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
   writeFileSync(join(dir, 'x.json'), '{ nope');
