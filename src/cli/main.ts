@@ -11,7 +11,7 @@
  * The variable: glibc's malloc asks for transparent huge pages (madvise) for the big buffers of a
  * load (the catalog's bytes, its scan, the index, an image read back): one page fault per 2 MB
  * instead of 512. Faults were most of a load's time on this project's VM in its slow phases: a
- * restore from an image ~225 -> ~140 ms, a first load of 250,000 rules ~-12%, peak RSS +0-3 MB. The
+ * restore from an image ~225 -> ~140 ms, a first load of 250,000 rules -12-20%, peak RSS unchanged. The
  * caller's own GLIBC_TUNABLES come after it, so one of theirs wins (glibc.malloc.hugetlb=0 turns it
  * off); with THP "never", or without glibc, it changes nothing.
  */
