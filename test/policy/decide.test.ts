@@ -77,6 +77,22 @@ describe('rule kinds', () => {
     assert.equal(decide(rules, flow(CURL, '::ffff:192.0.2.7')).rule?.id, 'ip', 'IPv4-mapped IPv6 is the IPv4 address');
   });
 
+  test('IPv4 networks of every edge length: the longest prefix that holds the address wins, compiled and restored', () => {
+    const r = [
+      rule({ id: 'all', action: 'allow', application: CURL.path, endpoint: '0.0.0.0/0' }),
+      rule({ id: 'ten', action: 'block', application: CURL.path, endpoint: '10.0.0.0/8' }),
+      rule({ id: 'pair', action: 'allow', application: CURL.path, endpoint: '10.1.2.2/31' }),
+      rule({ id: 'one', action: 'block', application: CURL.path, endpoint: '10.1.2.3/32' }),
+      rule({ id: 'high', action: 'block', application: CURL.path, endpoint: '128.0.0.0/1' }),
+    ];
+    const compiled = Policy.compile(r);
+    for (const p of [compiled, Policy.restore(compiled.image(), 'passive-block')]) {
+      const at = (ip: string) => p.decide(flow(CURL, ip)).rule?.id;
+      assert.deepEqual(['10.1.2.3', '10.1.2.2', '10.1.2.4', '10.200.0.1', '11.0.0.1', '200.0.0.1', '127.255.255.255'].map(at), ['one', 'pair', 'ten', 'ten', 'all', 'high', 'all']);
+      assert.equal(p.decide(flow({ path: '/usr/bin/wget' }, '10.1.2.3')).rule, undefined, "another program's rules do not apply");
+    }
+  });
+
   test('IPv6 address and CIDR, any spelling', () => {
     const rules = [
       rule({ id: 'ip6', action: 'block', application: 'any', endpoint: '2001:db8::1' }),
