@@ -106,6 +106,7 @@ export class Policy {
   private readonly prefixLens: Int32Array;
   private readonly subFirst: ByteDict; // a sub-path's first component -> its list in subLists
   private readonly subLists: SubPath[][] = [];
+  private listHomes: number[] = []; // while compiling: where list k's reference is kept (see keepRef)
   private readonly subFirstLens: Int32Array; // first-component lengths present: skip hashing others
   private anyApp = NONE;
   private appCount = 0;
@@ -287,7 +288,7 @@ export class Policy {
       throw new InvalidRulesError(all);
     }
     if (errors.length > 0) throw new InvalidRulesError(errors);
-    p.table.finish(input.source);
+    p.finish(input.source);
     return p;
   }
 
@@ -404,7 +405,7 @@ export class Policy {
     switch (e.kind) {
       case 'any':
         this.appHas[app]! |= HAS.any;
-        this.appAny[app] = this.table.join(this.appAny[app]!, i);
+        this.keepRef(-1 - app, this.appAny[app]!, (this.appAny[app] = this.table.join(this.appAny[app]!, i)));
         break;
       case 'url': this.put(app, i, HAS.url, TAG.url, this.names.intern(e.host)); break;
       case 'host': this.put(app, i, HAS.host, TAG.host, c.keyBytes ? this.names.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.names.intern(e.host)); break;
@@ -453,7 +454,27 @@ export class Policy {
     this.appHas[app]! |= has;
     if ((has & (HAS.ip4 | HAS.cidr4)) !== 0) this.ip4Keys.add(tag, dest); // every IPv4 key in the pair table
     const o = this.pairs.slot(app, tag, dest);
-    this.pairs.setAt(o, this.table.join(this.pairs.at(o), i));
+    const before = this.pairs.at(o);
+    const ref = this.table.join(before, i);
+    this.pairs.setAt(o, ref);
+    this.keepRef(o, before, ref);
+  }
+
+  /** Where a new list's reference is kept (a pair table slot, or -1 - app for appAny), for finish(). */
+  private keepRef(home: number, before: number, ref: number): void {
+    if (before >= 0 && ref !== before) this.listHomes.push(home); // a second rule made a list: its number is its place here
+  }
+
+  /** The compile's end: the rule lists laid out, and each list's reference written where it is kept. */
+  private finish(source: RuleSource): void {
+    const refs = this.table.finish(source);
+    const homes = this.listHomes;
+    for (let k = 0; k < homes.length; k++) {
+      const h = homes[k]!;
+      if (h >= 0) this.pairs.setAt(h, refs[k]!);
+      else this.appAny[-1 - h] = refs[k]!;
+    }
+    this.listHomes = [];
   }
 
   /**

@@ -23,13 +23,14 @@ export interface TableImage {
   expires: Float64Array; // rule, time, rule, time, ...
   scopes: { rule: number; users: string[] | null; groups: string[] | null }[];
   hrefs: { rule: number; href: string }[];
-  listStart: Int32Array;
   listData: Int32Array;
 }
 
 /**
  * Rule references as stored in the index: a rule index (>= 0), or several rules sharing one key as
- * -2 - (position in `lists`), each list sorted by precedence so its first applicable rule is its best.
+ * -2 - k, each list sorted by precedence so its first applicable rule is its best. While compiling, k
+ * is the list's position in `lists`; finish() lays the lists out in `listData` and returns where each
+ * went, and the compile then writes -2 - (that offset) wherever it kept the list's reference.
  */
 export class RuleTable {
   private count = 0; // rules added while compiling
@@ -45,7 +46,9 @@ export class RuleTable {
   private readonly scopes = new Map<number, Scope>();
   readonly hrefs = new Map<number, string>();
   private lists: number[][] = []; // while compiling; then flat, in precedence order:
-  private listStart: Int32Array = new Int32Array(1); // list k is listData[listStart[k] .. listStart[k + 1])
+  // a list at offset o is its length, then its rules: listData[o + 1 .. o + 1 + listData[o]). A list's
+  // reference leads to its rules with one read: through a table of starts it took a second, a cache
+  // miss of its own (nearly half of the generated catalog's decisions meet a list)
   private listData: Int32Array = new Int32Array(0);
   /** Made on first use, then returned as is: no allocation per decision, no memory for unused rules. */
   private readonly verdicts: (Verdict | undefined)[];
@@ -85,28 +88,34 @@ export class RuleTable {
 
   /** The rules of a reference, best first (allocates: for the rare URL rules only). */
   members(ref: number): Iterable<number> {
-    return ref === NONE ? [] : ref >= 0 ? [ref] : this.listData.subarray(this.listStart[-2 - ref], this.listStart[-1 - ref]);
+    if (ref === NONE) return [];
+    if (ref >= 0) return [ref];
+    const o = -2 - ref;
+    return this.listData.subarray(o + 1, o + 1 + this.listData[o]!);
   }
 
   /**
    * The end of a compile: each list sorted by precedence and laid out in one typed array, so that
-   * reading a list costs no pointer chase to an array object of its own.
+   * reading a list costs no pointer chase to an array object of its own. Returns the reference each
+   * list has from now on (list k's: refs[k]), which the caller writes where it kept the list's.
    */
-  finish(source: RuleSource): void {
+  finish(source: RuleSource): Int32Array {
     if (source.length !== this.count) throw new Error(`RuleTable: ${this.count} rules compiled, ${source.length} given`);
     const lists = this.lists;
-    this.listStart = new Int32Array(lists.length + 1);
     let n = 0;
-    for (let k = 0; k < lists.length; k++) {
-      lists[k]!.sort((x, y) => this.rank(y) - this.rank(x));
-      this.listStart[k] = n;
-      n += lists[k]!.length;
+    for (const l of lists) n += 1 + l.length;
+    const d = (this.listData = new Int32Array(n));
+    const refs = new Int32Array(lists.length);
+    for (let k = 0, o = 0; k < lists.length; k++) {
+      const l = lists[k]!.sort((x, y) => this.rank(y) - this.rank(x));
+      refs[k] = -2 - o;
+      d[o] = l.length;
+      d.set(l, o + 1);
+      o += 1 + l.length;
     }
-    this.listStart[lists.length] = n;
-    this.listData = new Int32Array(n);
-    for (let k = 0; k < lists.length; k++) this.listData.set(lists[k]!, this.listStart[k]);
     this.lists = [];
     this.rules = source;
+    return refs;
   }
 
   /** The same rules from another source (which must give equal ones) from now on. */
@@ -144,7 +153,6 @@ export class RuleTable {
       expires,
       scopes: [...this.scopes].map(([rule, s]) => ({ rule, users: s.users && [...s.users], groups: s.groups && [...s.groups] })),
       hrefs: [...this.hrefs].map(([rule, href]) => ({ rule, href })),
-      listStart: this.listStart,
       listData: this.listData,
     };
   }
@@ -155,7 +163,6 @@ export class RuleTable {
     for (let k = 0; k < img.expires.length; k += 2) t.expires.set(img.expires[k]!, img.expires[k + 1]!);
     for (const s of img.scopes) t.scopes.set(s.rule, { users: s.users && new Set(s.users), groups: s.groups && new Set(s.groups) });
     for (const h of img.hrefs) t.hrefs.set(h.rule, h.href);
-    t.listStart = img.listStart;
     t.listData = img.listData;
     t.rules = rules;
     return t;
@@ -185,7 +192,8 @@ export class RuleTable {
     if (ref >= 0) return this.applies(ref, flow, now) ? ref : NONE;
     if (ref === NONE) return NONE;
     const d = this.listData;
-    for (let k = this.listStart[-2 - ref]!, end = this.listStart[-1 - ref]!; k < end; k++) if (this.applies(d[k]!, flow, now)) return d[k]!;
+    const o = -2 - ref;
+    for (let k = o + 1, end = o + 1 + d[o]!; k < end; k++) if (this.applies(d[k]!, flow, now)) return d[k]!;
     return NONE;
   }
 
