@@ -292,8 +292,8 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
       assert.equal(found.length, times, `${times} audit row(s) for ${what}, found ${found.length}`);
       for (const [k, v] of Object.entries(expect)) assert.deepEqual(found[0]![k as keyof DecisionRow], v, `${what}: ${k}`);
     };
-    // Twice: in the first test and while the broken catalog was refused.
-    one('curl -> 10.77.0.2:8080 (blocked)', (r) => r.path === CURL && r.remoteIp === '10.77.0.2' && r.port === 8080 && r.action === 'block', { ruleId: 'curl-no-8080', level: 'path', protocol: 'tcp', uid: 0 }, 2);
+    // Three times: in the first test, through a v4-mapped address (recorded as the IPv4 it is), and while the broken catalog was refused.
+    one('curl -> 10.77.0.2:8080 (blocked)', (r) => r.path === CURL && r.remoteIp === '10.77.0.2' && r.port === 8080 && r.action === 'block', { ruleId: 'curl-no-8080', level: 'path', protocol: 'tcp', uid: 0 }, 3);
     one('curl -> [fd77::2]:8080', (r) => r.path === CURL && r.remoteIp === 'fd77::2' && r.port === 8080, { action: 'block', ruleId: 'curl-no-8080' });
     one('copied curl -> 9100', (r) => r.path === join(bin, 'curl') && r.port === 9100 && r.localPort !== REUSED_PORT, { action: 'block', ruleId: 'copied-no-9100', level: 'prefix' });
     one('python udplite -> 7000 (allowed)', (r) => r.protocol === 'udplite' && r.action === 'allow', { port: 7000, level: 'default' });
@@ -305,7 +305,7 @@ describe('agent end to end (network namespaces)', { skip: skip ?? false }, () =>
     one('curl -> shared.blocked.test', (r) => r.remoteIp === '10.77.0.6' && r.action === 'block' && r.hostnames.length === 1, { hostnames: ['shared.blocked.test'], ruleId: 'shared-host' });
     one('curl -> x.cdn.wild.test', (r) => r.remoteIp === '10.77.0.4' && r.port === 80, { action: 'block', ruleId: 'wild' });
     one('node -> 9200', (r) => r.path === NODE && r.port === 9200, { action: 'block', ruleId: 'port-9200', cmdline: [NODE, CLIENT, 'tcp', '10.77.0.2', '9200', '0'], script: CLIENT });
-    one('node udp -> 9998', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE });
+    one('node udp -> 9998, to the address and to its v4-mapped form', (r) => r.port === 9998 && r.protocol === 'udp', { action: 'block', ruleId: 'udp-9998', path: NODE, remoteIp: '10.77.0.2' }, 2);
     one('node udp -> [fd77::2]:9999', (r) => r.port === 9999 && r.remoteIp === 'fd77::2', { action: 'allow', level: 'default', path: NODE });
     one('curl -> 10.77.0.2:8080 after the reload', (r) => r.port === 8080 && r.action === 'allow' && r.path === CURL, { ruleId: 'curl-8080-ok' });
     const oneShot = rows.filter((r) => r.port === 9997);
