@@ -56,6 +56,11 @@ export class Memo<V> {
     this.noneSets = 0;
   }
 
+  /** Forgets every entry (what a decision whose lookups did not hold may have put). */
+  clear(): void {
+    this.map.clear();
+  }
+
   set(k: string, v: V): void {
     if (this.off > 0) return;
     if (v === this.none) {

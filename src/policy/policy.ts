@@ -18,7 +18,7 @@
  * a handful of hash lookups, never a scan over the rule list.
  */
 import { maskV4, maskV6, parseIPv4, parseIp } from './ip.js';
-import { ByteDict, HASH_SEED, byteString, hashChars, mix, step, utf8, type ByteDictImage } from './bytedict.js';
+import { ByteDict, HASH_SEED, KeyChecks, byteString, hashChars, mix, step, utf8, type ByteDictImage } from './bytedict.js';
 import { IdSet } from './ids.js';
 import { Memo } from './memo.js';
 import { runSliced } from './sliced.js';
@@ -154,6 +154,8 @@ export class Policy {
    * its parse costs ~10x an IPv4 parse, which a memo lookup would not beat.
    */
   private readonly ip6Memo = new Memo<number | readonly number[] | null>();
+  /** decide()'s put-off key comparisons (KeyChecks); undefined while it decides again comparing every key. */
+  private checks: KeyChecks | undefined = new KeyChecks();
   private ipDone = false;
   private ip4 = -1;
   private ip6: readonly number[] | null = null;
@@ -344,6 +346,22 @@ export class Policy {
 
   /** The verdict for one flow, with the deciding rule and why. `now` decides rule expiry. */
   decide(flow: Flow, now: number = Date.now()): Verdict {
+    const c = this.checks!;
+    c.n = 0;
+    const v = this.decideOnce(flow, now);
+    if (c.n === 0 || c.allHold()) return v;
+    // a lookup took another key of the same hash and length: its answer, and whatever the memos took
+    // from this decision, may be wrong. Decide again, comparing every key (rare unless made on purpose)
+    for (const m of [this.idMemo, this.pathMemo, this.prefixMemo, this.nameMemo, this.wildMemo] as Memo<unknown>[]) m.clear();
+    this.checks = undefined;
+    try {
+      return this.decideOnce(flow, now);
+    } finally {
+      this.checks = c;
+    }
+  }
+
+  private decideOnce(flow: Flow, now: number): Verdict {
     this.rawNames = flow.remote.hostnames;
     this.nameCount = -1;
     this.suffixCount = -1;
@@ -354,12 +372,12 @@ export class Policy {
     const id = app.id;
     if (id !== undefined) {
       a = this.idMemo.get(id);
-      if (a === undefined) this.idMemo.set(id, (a = this.byId.get(id)));
+      if (a === undefined) this.idMemo.set(id, (a = this.byId.get(id, this.checks)));
       if (a !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
     }
     const path = app.path;
     a = this.pathMemo.get(path);
-    if (a === undefined) this.pathMemo.set(path, (a = this.byPath.get(path)));
+    if (a === undefined) this.pathMemo.set(path, (a = this.byPath.get(path, this.checks)));
     if (a !== NONE && (r = this.match(a, flow, now)) !== NONE) return this.table.verdict(r);
     if (this.byPrefix.size > 0 || this.subLists.length > 0) {
       let p = this.prefixMemo.get(path);
@@ -495,14 +513,14 @@ export class Policy {
       h = step(h, c);
       if (c !== 47) continue;
       if (hasBit(this.prefixLens, i + 1)) {
-        const a = this.byPrefix.findChars(path, 0, i + 1, mix(h));
+        const a = this.byPrefix.findChars(path, 0, i + 1, mix(h), this.checks);
         if (a >= 0) n4 = this.addCand(n4, i, i + 1, 1, a);
       }
       if (!subs) continue;
       let end = i + 1;
       while (end < n && path.charCodeAt(end) !== 47) end++;
       if (!hasBit(this.subFirstLens, end - i - 1)) continue;
-      const k = this.subFirst.findChars(path, i + 1, end, hashChars(path, i + 1, end));
+      const k = this.subFirst.findChars(path, i + 1, end, hashChars(path, i + 1, end), this.checks);
       if (k < 0) continue;
       for (const sp of this.subLists[k]!) {
         const e = i + sp.key.length;
@@ -586,10 +604,10 @@ export class Policy {
     let x = HASH_SEED;
     for (let i = 0; i < n; i++) {
       const c = h.charCodeAt(i);
-      if (c > 127 || (c >= 65 && c <= 90)) return this.names.get(hostKey(h));
+      if (c > 127 || (c >= 65 && c <= 90)) return this.names.get(hostKey(h), this.checks);
       x = step(x, c);
     }
-    return h.charCodeAt(n - 1) === 46 ? this.names.get(hostKey(h)) : this.names.findChars(h, 0, n, mix(x));
+    return h.charCodeAt(n - 1) === 46 ? this.names.get(hostKey(h), this.checks) : this.names.findChars(h, 0, n, mix(x), this.checks);
   }
 
   /**
@@ -607,7 +625,7 @@ export class Policy {
       const c = h.charCodeAt(i);
       if (!asBytes && (c > 127 || (c >= 65 && c <= 90))) return this.wildOf(byteString(hostKey(h)), true);
       if (c === 46 && hasBit(this.wildLens, n - i - 1)) {
-        const id = this.suffixes.findChars(h, i + 1, n, mix(x));
+        const id = this.suffixes.findChars(h, i + 1, n, mix(x), this.checks);
         if (id >= 0) ids = add(ids, id);
       }
       x = step(x, c);

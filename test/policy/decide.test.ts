@@ -2,6 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Policy, decideWithAsk, type Flow, type Rule } from '../../src/policy/index.js';
 import { FIREFOX, decide, flow, rule } from './helpers.js';
+import { hashBytes } from '../../src/policy/bytedict.js';
 
 const CURL = { path: '/usr/bin/curl' };
 
@@ -397,6 +398,55 @@ describe('expiry and scope', () => {
     assert.equal(as({ groups: ['staff', 'dev'] }, 'b.com').rule?.id, 'devs');
     assert.equal(as({ groups: ['staff'] }, 'b.com').action, 'block');
   });
+});
+
+/** Two names of one length whose index hash (bytedict.ts) is the same: a birthday search, ~50 ms. */
+function collidingNames(): [string, string] {
+  const seen = new Map<number, string>();
+  let x = 12345;
+  for (let i = 0; i < 2_000_000; i++) {
+    let k = '';
+    for (let j = 0; j < 8; j++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+      k += String.fromCharCode(97 + ((x >>> 0) % 26));
+    }
+    k += '.test';
+    const h = hashBytes(Buffer.from(k), 0, k.length);
+    const o = seen.get(h);
+    if (o !== undefined && o !== k) return [o, k];
+    seen.set(h, k);
+  }
+  throw new Error('no two names of one hash found');
+}
+
+test('two keys of one hash and length each get their own verdict: decide() compares the keys it looked up', () => {
+  // decide() takes a slot whose hash and length match and compares its key after (KeyChecks): here it
+  // must find the other key's slot, throw that answer away and decide again
+  const [a, b] = collidingNames();
+  const one = [
+    rule({ id: 'host', action: 'block', application: 'any', endpoint: a }),
+    rule({ id: 'wild', action: 'block', application: 'any', endpoint: `*.${a}` }),
+    rule({ id: 'id', action: 'block', application: a, endpoint: 'x.example' }),
+    rule({ id: 'path', action: 'block', application: `/opt/${a}`, endpoint: 'x.example' }),
+    rule({ id: 'prefix', action: 'block', application: `/srv/${a}/`, endpoint: 'x.example' }),
+  ];
+  const compiled = Policy.compile(one);
+  for (const p of [compiled, Policy.restore(compiled.image(), 'passive-allow')]) {
+    for (let round = 0; round < 3; round++) { // again: what a decision left in the memos must not mislead the next
+      assert.equal(p.decide(flow(CURL, a)).rule?.id, 'host');
+      assert.equal(p.decide(flow(CURL, b)).action, 'allow', `the host ${b}, not ${a}`);
+      assert.equal(p.decide(flow(CURL, `n.${a}`)).rule?.id, 'wild');
+      assert.equal(p.decide(flow(CURL, `n.${b}`)).action, 'allow', `a subdomain of ${b}`);
+      assert.equal(p.decide(flow({ id: a, path: '/usr/bin/x' }, 'x.example')).rule?.id, 'id');
+      assert.equal(p.decide(flow({ id: b, path: '/usr/bin/x' }, 'x.example')).action, 'allow', `the app id ${b}`);
+      assert.equal(p.decide(flow({ path: `/opt/${b}` }, 'x.example')).action, 'allow', `the path /opt/${b}`);
+      assert.equal(p.decide(flow({ path: `/srv/${b}/bin/x` }, 'x.example')).action, 'allow', `under /srv/${b}/`);
+      assert.equal(p.decide(flow({ path: `/srv/${a}/bin/x` }, 'x.example')).rule?.id, 'prefix');
+    }
+  }
+  // both in the catalog: each name its own rule
+  const both = Policy.compile([rule({ id: 'a', action: 'block', application: 'any', endpoint: a }), rule({ id: 'b', action: 'allow', application: 'any', endpoint: b })]);
+  for (let round = 0; round < 3; round++) assert.deepEqual([both.decide(flow(CURL, a)).rule?.id, both.decide(flow(CURL, b)).rule?.id], ['a', 'b']);
 });
 
 test('every verdict explains itself', () => {
