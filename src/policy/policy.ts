@@ -421,10 +421,13 @@ export class Policy {
   private add(app: number, c: ParsedRule, i: number): void {
     const e = c.endpoint;
     switch (e.kind) {
-      case 'any':
+      case 'any': {
         this.appHas[app]! |= HAS.any;
-        this.keepRef(-1 - app, this.appAny[app]!, (this.appAny[app] = this.table.join(this.appAny[app]!, i)));
+        const before = this.appAny[app]!;
+        this.appAny[app] = this.table.join(before, i);
+        this.keepRef(-1 - app, before);
         break;
+      }
       case 'url': this.put(app, i, HAS.url, TAG.url, this.names.intern(e.host)); break;
       case 'host': this.put(app, i, HAS.host, TAG.host, c.keyBytes ? this.names.internBytes(c.keyBytes, c.keyStart, c.keyEnd) : this.names.intern(e.host)); break;
       case 'wildcard':
@@ -473,14 +476,17 @@ export class Policy {
     if ((has & (HAS.ip4 | HAS.cidr4)) !== 0) this.ip4Keys.add(tag, dest); // every IPv4 key in the pair table
     const o = this.pairs.slot(app, tag, dest);
     const before = this.pairs.at(o);
-    const ref = this.table.join(before, i);
-    this.pairs.setAt(o, ref);
-    this.keepRef(o, before, ref);
+    this.pairs.setAt(o, this.table.join(before, i));
+    this.keepRef(o, before);
   }
 
-  /** Where a new list's reference is kept (a pair table slot, or -1 - app for appAny), for finish(). */
-  private keepRef(home: number, before: number, ref: number): void {
-    if (before >= 0 && ref !== before) this.listHomes.push(home); // a second rule made a list: its number is its place here
+  /**
+   * Where a reference is kept (a pair table slot, or -1 - app for appAny), for finish(), when joining a
+   * rule to what it held (`before`) made a new list: a single rule (>= 0) and a second one always do.
+   * Lists are made in order, so list k's home is listHomes[k].
+   */
+  private keepRef(home: number, before: number): void {
+    if (before >= 0) this.listHomes.push(home);
   }
 
   /** The compile's end: the rule lists laid out, and each list's reference written where it is kept. */
