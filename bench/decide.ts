@@ -2,6 +2,9 @@
  * bench/decide: load + compile time, memory, and decide() throughput and latency on
  * (1) NuAppFirewall's real legacy catalog (153,128 endpoints) and (2) a generated 250,000-rule
  * catalog of realistic shape, each on three workloads (uniform, skewed, one machine's traffic).
+ * The generated catalog's file lists its rules grouped by application, as `tollgate catalog build`
+ * and NuAppFirewall's format write them; the same rules in random order are loaded too (a first
+ * load's worst case: each rule's application is then looked up afresh).
  * Each catalog is measured in a fresh child process so that peak RSS is that catalog's own; its load
  * is repeated in more fresh processes to show how much load time and peak RSS vary between runs.
  * Each is loaded two ways: compiled from the catalog (a first start), and restored from the image
@@ -42,6 +45,12 @@ function againstTargets(results: Result[], loads: Map<string, { loadMs: number; 
     const p99 = Math.max(...rows.map((r) => r.p99ns));
     return `  ${name.padEnd(36)} load ${l.loadMs.toFixed(0)} ms ${mark(l.loadMs < TARGET.loadMs)}, peak RSS ${l.peakRssMB.toFixed(0)} MB ${mark(l.peakRssMB < TARGET.peakRssMB)}, heap ${rows[0]!.heapMB.toFixed(0)} MB ${mark(rows[0]!.heapMB < TARGET.heapMB)}; ${rates}; p99 at most ${p99} ns ${mark(p99 < TARGET.p99ns)}`;
   });
+}
+
+interface Load {
+  loadMs: number;
+  readMs: number;
+  peakRssMB: number;
 }
 
 interface Result {
@@ -105,7 +114,7 @@ function load(file: string, cacheDir?: string): { policy: Policy; loadMs: number
 }
 
 /** Child: load one catalog file, then time decide() on each workload, then a sliced recompile. */
-async function run(file: string, name: string, cacheDir?: string): Promise<Result[]> {
+async function run(file: string, name: string, cacheDir?: string, byId = false): Promise<Result[]> {
   const { policy, loadMs, readMs, peakRssMB } = load(file, cacheDir);
   (globalThis as { gc?: () => void }).gc?.();
   const heapMB = process.memoryUsage().heapUsed / 2 ** 20;
@@ -116,7 +125,10 @@ async function run(file: string, name: string, cacheDir?: string): Promise<Resul
   // Flows from a second read of the catalog, in both children: their strings must not be the very
   // objects the index was built from (the agent's come from packets and /proc), or every lookup is a
   // pointer compare. policy.rules, used before, made the compiled policy look ~1.3x faster than a restored one.
-  const rules = (await readCatalog(file)).rules;
+  // `byId`: a generated catalog's rules as generateCatalog() made them (ids g1, g2, ...), whatever the
+  // file's order: the skewed workload favours the first ones, so its flows stay the same however the file lists them
+  const read = (await readCatalog(file)).rules;
+  const rules = byId ? [...read].sort((x, y) => Number(x.id.slice(1)) - Number(y.id.slice(1))) : read;
   const base = { name, rules: rules.length, fileMB: statSync(file).size / 2 ** 20, loadMs, readMs, heapMB, peakRssMB, ...reloaded };
   return [
     { ...base, workload: 'uniform', ...time(policy, flowsFor(rules, 200_000, 42, 1)) },
@@ -205,7 +217,7 @@ async function main(): Promise<void> {
   const cacheArg = process.argv[process.argv.indexOf('--cache') + 1];
   const cacheDir = process.argv.includes('--cache') ? cacheArg : undefined;
   if (process.argv[2] === '--child') {
-    process.stdout.write(JSON.stringify(await run(process.argv[3]!, process.argv[4]!, cacheDir)));
+    process.stdout.write(JSON.stringify(await run(process.argv[3]!, process.argv[4]!, cacheDir, process.argv.includes('--by-id'))));
     return;
   }
   if (process.argv[2] === '--load-only') {
@@ -223,13 +235,17 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
   const images = join(dir, 'images');
   const generated = join(dir, 'generated-250k.json');
+  const shuffled = join(dir, 'generated-250k-random-order.json');
   const t = performance.now();
-  const rules: Rule[] = generateCatalog(250_000, 1);
-  writeFileSync(generated, serializeCatalog(rules, { format: 'tollgate', encoding: 'json' }));
-  console.log(`generated ${rules.length} rules in ${((performance.now() - t) / 1000).toFixed(1)} s -> ${generated}`);
+  const rules: Rule[] = generateCatalog(250_000, 1); // in random order of application
+  const grouped = rules.map((r, i) => [r, i] as const).sort(([x, i], [y, j]) => (x.application < y.application ? -1 : x.application > y.application ? 1 : i - j)).map(([r]) => r);
+  writeFileSync(generated, serializeCatalog(grouped, { format: 'tollgate', encoding: 'json' }));
+  writeFileSync(shuffled, serializeCatalog(rules, { format: 'tollgate', encoding: 'json' }));
+  console.log(`generated ${rules.length} rules in ${((performance.now() - t) / 1000).toFixed(1)} s -> ${generated} (grouped by application), ${shuffled}`);
   const results: Result[] = [];
   const spread: string[] = [];
   const loadMedians = new Map<string, { loadMs: number; peakRssMB: number }>();
+  const randomLoads: Load[] = [];
   const node = (args: string[], gc = false): string => {
     const c = spawnSync(process.execPath, [...COMMAND_NODE_FLAGS, ...(gc ? ['--expose-gc'] : []), fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', env: { ...process.env, ...COMMAND_ENV } });
     if (c.status !== 0) throw new Error(`${args.join(' ')}: ${c.stderr}`);
@@ -242,17 +258,26 @@ async function main(): Promise<void> {
     for (const how of ['catalog', 'image'] as const) {
       const name = `${catalogName.replace(' catalog', '')}, ${how === 'catalog' ? 'compiled' : 'from image'}`;
       const cache = how === 'image' ? ['--cache', images] : [];
-      const r = JSON.parse(node(['--child', file, name, '--seconds', String(seconds), ...cache], true)) as Result[];
+      const r = JSON.parse(node(['--child', file, name, '--seconds', String(seconds), ...cache, ...(file === generated ? ['--by-id'] : [])], true)) as Result[];
       results.push(...r);
       // A load's time and peak RSS vary from process to process (GC threads' timing): more fresh processes give their spread
-      const loads = [{ loadMs: r[0]!.loadMs, readMs: r[0]!.readMs, peakRssMB: r[0]!.peakRssMB }];
-      for (let i = 1; i < LOADS; i++) loads.push(JSON.parse(node(['--load-only', file, ...cache])) as { loadMs: number; readMs: number; peakRssMB: number });
+      const loads: Load[] = [{ loadMs: r[0]!.loadMs, readMs: r[0]!.readMs, peakRssMB: r[0]!.peakRssMB }];
+      const interleave = file === generated && how === 'catalog'; // the random order's loads between these: the machine's speed drifts
+      for (let i = 1; i < LOADS; i++) {
+        loads.push(JSON.parse(node(['--load-only', file, ...cache])) as Load);
+        if (interleave) randomLoads.push(JSON.parse(node(['--load-only', shuffled])) as Load);
+      }
+      if (interleave) randomLoads.push(JSON.parse(node(['--load-only', shuffled])) as Load);
       // a first load's two parts: reading (hashing, scanning) the file, and the compile
       const parts = how === 'catalog' ? `: read ${range(loads.map((x) => x.readMs), 'ms')} + compile ${range(loads.map((x) => x.loadMs - x.readMs), 'ms')}` : '';
       spread.push(`  ${name.padEnd(40)} load ${range(loads.map((x) => x.loadMs), 'ms')}${parts}, peak RSS ${range(loads.map((x) => x.peakRssMB), 'MB')}`);
       loadMedians.set(name, { loadMs: median(loads.map((x) => x.loadMs)), peakRssMB: median(loads.map((x) => x.peakRssMB)) });
     }
   }
+  // the generated rules in random order: a first load only (decisions do not depend on the file's order)
+  const randomName = 'generated 250k in random order, compiled';
+  spread.push(`  ${randomName.padEnd(40)} load ${range(randomLoads.map((x) => x.loadMs), 'ms')}: read ${range(randomLoads.map((x) => x.readMs), 'ms')} + compile ${range(randomLoads.map((x) => x.loadMs - x.readMs), 'ms')}, peak RSS ${range(randomLoads.map((x) => x.peakRssMB), 'MB')}`);
+  const random = { loadMs: median(randomLoads.map((x) => x.loadMs)), peakRssMB: median(randomLoads.map((x) => x.peakRssMB)) };
   console.log('\nworkload: uniform = flows spread evenly over every rule (cache-cold, worst case); skewed = a few apps/hosts take most flows, as on a real machine');
   console.log('machine = one machine\'s traffic: 5,000 distinct flows (programs x destinations), popular ones often, strings reused as the agent\'s caches do');
   console.log('each workload: 1/4 unknown app, 1/4 known app to an unknown host, 1/2 to a destination its rule names; timed after one untimed pass over its flows; decisions/s = the median pass over them');
@@ -273,6 +298,7 @@ async function main(): Promise<void> {
   console.log('\ntargets: >= 2,000,000 decisions/s, p99 < 5,000 ns, load+compile < 500 ms, peak RSS < 150 MB, heap < 100 MB');
   console.log('("from image" = a start after the first: the compiled-policy cache restores the index; "compiled" = a first start)');
   for (const line of againstTargets(results, loadMedians)) console.log(line);
+  console.log(`  ${randomName.padEnd(36)} load ${random.loadMs.toFixed(0)} ms ${mark(random.loadMs < TARGET.loadMs)}, peak RSS ${random.peakRssMB.toFixed(0)} MB ${mark(random.peakRssMB < TARGET.peakRssMB)}`);
 }
 
 await main();
