@@ -13,8 +13,8 @@ import { parseCatalogRows, readOrSay, type Catalog } from './file.js';
 import { NuAppInput } from './nuapp-rows.js';
 import { scanCatalog, type Spans } from './json-spans.js';
 
-/** A catalog to compile: its head, its rules (objects, or bytes for a compile), the SHA-256 of its bytes. */
-export type CompilableCatalog = Omit<Catalog, 'rules'> & { rules: readonly unknown[] | RuleInput; sha256: string };
+/** A catalog to compile: its head, its rules (objects, or bytes for a compile), the SHA-256 and the length of its bytes. */
+export type CompilableCatalog = Omit<Catalog, 'rules'> & { rules: readonly unknown[] | RuleInput; sha256: string; size: number };
 
 /**
  * Reads a catalog to compile it, with the SHA-256 of exactly the bytes it parsed (the key of its
@@ -25,16 +25,17 @@ export type CompilableCatalog = Omit<Catalog, 'rules'> & { rules: readonly unkno
 export function readCatalogToCompile(path: string): CompilableCatalog {
   let bytes: Buffer | null = readOrSay(path, () => readFileSync(path));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const size = bytes.length;
   const fast = scanCatalog(bytes, path);
-  if (fast) return { ...fast.head, rules: new CatalogRules(bytes, fast.spans, fast.count, fast.parsed), sha256 };
-  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return toCompile(parseCatalogRows(bytes, path), sha256);
+  if (fast) return { ...fast.head, rules: new CatalogRules(bytes, fast.spans, fast.count, fast.parsed), sha256, size };
+  if (bytes.subarray(0, 6).toString('latin1') === 'bplist') return toCompile(parseCatalogRows(bytes, path), sha256, size);
   const text = bytes.toString('utf8');
   bytes = null; // garbage while the text is parsed (~30 MB less at the peak of a big catalog), as in readCatalog
-  return toCompile(parseCatalogRows(text, path), sha256);
+  return toCompile(parseCatalogRows(text, path), sha256, size);
 }
 
-function toCompile({ rules, ...head }: ReturnType<typeof parseCatalogRows>, sha256: string): CompilableCatalog {
-  return { ...head, rules: Array.isArray(rules) ? rules : new NuAppInput(rules), sha256 };
+function toCompile({ rules, ...head }: ReturnType<typeof parseCatalogRows>, sha256: string, size: number): CompilableCatalog {
+  return { ...head, rules: Array.isArray(rules) ? rules : new NuAppInput(rules), sha256, size };
 }
 
 /** A catalog's rules as its bytes and their spans: compiled by policy/rule-bytes.ts, or parsed and compiled by compileRule(). */

@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { CatalogError } from './errors.js';
 import { parseCatalogRows, readOrSay } from './file.js';
 import { scanCatalog } from './json-spans.js';
-import { readImageIndex } from './policy-cache.js';
+import { imageName, readImageIndex } from './policy-cache.js';
 
 const CHUNK = 1024; // rules a message: a few ms of decoding on the receiving thread
 const port = parentPort!;
@@ -21,7 +21,7 @@ function run(): void {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   let imageUnusable = false;
   if (image) {
-    const r = readImageIndex(join(image.dir, `${sha256}.policy`), image.compiler, (warning) => port.postMessage({ warning }));
+    const r = readImageIndex(join(image.dir, imageName(sha256, bytes.length)), image.compiler, (warning) => port.postMessage({ warning }));
     if (typeof r !== 'string') {
       // a worker's fds close with it: the reader opens the file again, and checks it is this one
       const { dev, ino, size, mtimeMs } = fstatSync(r.fd);
@@ -35,10 +35,10 @@ function run(): void {
     // the bytes must own their memory to be moved (a small file's may share Node's pool)
     const own = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
     const spans = fast.spans.chunks;
-    port.postMessage({ head: { ...fast.head, sha256, ...(imageUnusable ? { imageUnusable } : {}) }, bytes: own, spans, count: fast.count }, [own as ArrayBuffer, ...spans.map((c) => c.buffer as ArrayBuffer)]);
+    port.postMessage({ head: { ...fast.head, sha256, size: bytes.length, ...(imageUnusable ? { imageUnusable } : {}) }, bytes: own, spans, count: fast.count }, [own as ArrayBuffer, ...spans.map((c) => c.buffer as ArrayBuffer)]);
   } else {
     const { rules, ...head } = parseCatalogRows(bytes.subarray(0, 6).toString('latin1') === 'bplist' ? bytes : bytes.toString('utf8'), path);
-    const full = { ...head, sha256, ...(imageUnusable ? { imageUnusable } : {}) };
+    const full = { ...head, sha256, size: bytes.length, ...(imageUnusable ? { imageUnusable } : {}) };
     if (!Array.isArray(rules)) {
       // NuAppFirewall's: its columns in one message, the typed arrays moved (a few strings a rule fewer to copy than objects)
       const rows = rules.parts();

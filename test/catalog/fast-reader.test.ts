@@ -201,7 +201,7 @@ test("a catalog's head is taken as the usual read takes it: each mode, and every
     writeFileSync(file, `{${head},"rules":[${rule}]}`);
     const said = (f: () => unknown): unknown => {
       try {
-        const { rules, sha256: _, ...h } = f() as { rules: unknown; sha256?: string };
+        const { rules, sha256: _, size: _size, ...h } = f() as { rules: unknown; sha256?: string; size?: number };
         return [h, Policy.compile(rules as Rule[]).stats()];
       } catch (e) {
         assert.ok(e instanceof CatalogError, `${head}: ${(e as Error).message}`);

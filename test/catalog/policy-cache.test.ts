@@ -126,6 +126,16 @@ test('an edited catalog is compiled again, never answered by the old image', () 
   assert.equal(again.policy.decide(FLOWS[0]!, NOW).action, 'allow');
   assert.equal(images(dir).length, 2);
   assert.equal(loadPolicy(catalog, undefined, opts).policy.decide(FLOWS[0]!, NOW).action, 'allow');
+  // an edit that keeps the catalog's length: an image of that length is there, but not of these bytes
+  const size = statSync(catalog).size;
+  const blocked = edited.map((r) => (r.id === 'apt' ? { ...r, action: 'block' as const } : r));
+  writeFileSync(catalog, serializeCatalog(blocked, { format: 'tollgate', encoding: 'json' }));
+  assert.equal(statSync(catalog).size, size);
+  const third = loadPolicy(catalog, undefined, opts);
+  assert.equal(third.from, 'catalog');
+  assert.equal(third.policy.decide(FLOWS[3]!, NOW).action, 'block');
+  assert.equal(images(dir).filter((f) => f.endsWith(`-${size}.policy`)).length, 2);
+  assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
 });
 
 test('a damaged image is said, compiled around and replaced', () => {
@@ -224,7 +234,7 @@ test("a reload compiles on a worker and in slices, keeps an image the next start
   assert.equal(first.from, 'catalog');
   assert.equal(first.job!.writeNow(), true);
   // keyed by the hash of the bytes the reader parsed: the next start finds it
-  assert.deepEqual(images(dir), [`${hashFile(catalog)}.policy`]);
+  assert.deepEqual(images(dir), [`${hashFile(catalog)}-${statSync(catalog).size}.policy`]);
   assert.equal(loadPolicy(catalog, undefined, opts).from, 'image');
   const again = await reloadPolicy(catalog, undefined, opts); // a SIGHUP, the catalog unchanged
   assert.deepEqual([again.from, again.job], ['image', undefined]);
