@@ -7,7 +7,7 @@
  * for one asynchronous scan that serves every miss queued meanwhile. A scan reads new processes
  * first (a fresh `curl` is found at once), then those of the socket's uid, then the rest.
  */
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { ProcEvent } from './procevents.js';
 
@@ -213,6 +213,7 @@ export function readSeen(pid: number, now: number): SeenProcess | null {
 
 /** Time slices for long synchronous work on the event loop: yield() lets it run once a slice is used up. */
 const SLICE_MS = 1;
+const ALIVE_BUF = Buffer.alloc(16); // an aliveFd's read lands here: only whether it fails matters
 class Slicer {
   private start = performance.now();
   async yield(): Promise<void> {
@@ -234,6 +235,13 @@ export class ProcessResolver {
   private hot: number[] = [];
   /** Per hot pid, its fds at the last read and which of them held sockets. */
   private readonly fdsOf = new Map<number, { all: Set<string>; sockets: Set<string> }>();
+  /**
+   * Per hot pid, an open file of its /proc directory and the start time of the process it was opened
+   * on: a read of it fails (ESRCH) once that process is gone, even if another has taken its pid. A
+   * read after a process's fds then says they were that process's, for ~0.6 us where reading its start
+   * time again costs ~15 us (most of a hot lookup).
+   */
+  private readonly aliveFd = new Map<number, { fd: number; start: number }>();
   /** Processes started in the last YOUNG_MS, by pid, oldest first (from process events). */
   private readonly young = new Map<number, SeenProcess>();
   /** Recent exits of processes we knew something of, oldest first. */
@@ -313,7 +321,7 @@ export class ProcessResolver {
     if (seen) this.exits.push({ ...seen, exitedAt: at });
     this.young.delete(pid);
     this.procs.delete(pid);
-    this.fdsOf.delete(pid);
+    this.forgetFds(pid);
     this.hot = this.hot.filter((x) => x !== pid);
     if (key) this.byPid.delete(key);
     let drop = 0;
@@ -411,7 +419,7 @@ export class ProcessResolver {
   private touch(pid: number): void {
     if (this.hot[0] === pid) return;
     this.hot = [pid, ...this.hot.filter((p) => p !== pid)].slice(0, 4);
-    for (const p of this.fdsOf.keys()) if (!this.hot.includes(p)) this.fdsOf.delete(p);
+    for (const p of [...this.fdsOf.keys(), ...this.aliveFd.keys()]) if (!this.hot.includes(p)) this.forgetFds(p);
   }
 
   /**
@@ -421,10 +429,11 @@ export class ProcessResolver {
    * that held sockets are read first, without listing; then, if a wanted socket is still unknown,
    * the fds that are new since the last listing, then all the others.
    */
-  private scanPidSync(pid: number, wanted: Set<number>): void {
+  private scanPidSync(pid: number, wanted: Set<number>, again = false): void {
     const p = this.procs.get(pid);
     if (!p) return;
     const prev = this.fdsOf.get(pid);
+    const found: number[] = []; // recorded once the pid is known to still be this process
     let missing = 0;
     for (const i of wanted) if (!this.inodes.has(i)) missing++;
     // Socket fds, the one whose socket was learnt longest ago first: a new socket takes the lowest free
@@ -443,7 +452,7 @@ export class ProcessResolver {
           fresh.push(fd);
           if (wanted.has(inode)) missing--;
         }
-        this.record(inode, pid, p.start, wanted);
+        found.push(inode);
       } catch { /* closed meanwhile */ }
     };
     if (prev) for (const fd of prev.sockets) if (missing > 0) read(fd);
@@ -454,13 +463,25 @@ export class ProcessResolver {
         fds = readdirSync(`/proc/${pid}/fd`);
       } catch {
         this.hot = this.hot.filter((x) => x !== pid); // gone
-        this.fdsOf.delete(pid);
+        this.forgetFds(pid);
         return;
       }
       for (const fd of fds) if (missing > 0 && !tried.has(fd) && !all.has(fd)) read(fd);
       for (const fd of fds) if (missing > 0 && !tried.has(fd)) read(fd);
       all = new Set(fds);
     }
+    const now = this.stillIs(pid, p);
+    if (now === null) {
+      this.hot = this.hot.filter((x) => x !== pid); // gone
+      this.forgetFds(pid);
+      return;
+    }
+    if (now !== p) {
+      // another process has the pid now: what was read may be its sockets, or the old one's (read again, once)
+      if (!again) this.scanPidSync(pid, wanted, true);
+      return;
+    }
+    for (const inode of found) this.record(inode, pid, p.start, wanted);
     for (const fd of prev?.sockets ?? []) if (!tried.has(fd)) sockets.add(fd); // not read: keep what they were
     for (const fd of fresh) {
       sockets.delete(fd);
@@ -534,16 +555,87 @@ export class ProcessResolver {
     }
   }
 
-  private async readFds(pid: number, start: number, wanted: Set<number>, slice: Slicer): Promise<void> {
+  private async readFds(pid: number, start: number, wanted: Set<number>, slice: Slicer, again = false): Promise<void> {
     await slice.yield();
     let fds: string[];
     try { fds = readdirSync(`/proc/${pid}/fd`); } catch { return; }
+    const found: number[] = [];
     for (const fd of fds) {
       await slice.yield();
       try {
         const inode = socketInode(pid, fd);
-        if (inode >= 0) this.record(inode, pid, start, wanted);
+        if (inode >= 0) found.push(inode);
       } catch { /* fd closed meanwhile */ }
+    }
+    if (found.length === 0) return;
+    const now = this.current(pid);
+    if (now === null) return;
+    // another process has the pid now (its start differs): read it again, once, as that process
+    if (now.start !== start) return again ? undefined : this.readFds(pid, now.start, wanted, slice, true);
+    for (const inode of found) this.record(inode, pid, start, wanted);
+  }
+
+  /**
+   * The process that has `pid` now, as this.procs then holds it: null when none has. The same start
+   * time as held: the same object; another: a process that took the pid after the one held exited
+   * unseen (no exit event: process events off or lost), and what was kept of the old one's fds goes.
+   * Read after a process's fds: a socket read is then surely this process's (a pid taken over while
+   * they were read shows as a new start).
+   */
+  private current(pid: number): { start: number; uid: number } | null {
+    const start = startTime(pid);
+    if (start === null) return null;
+    const held = this.procs.get(pid);
+    if (held?.start === start) return held;
+    const now = { start, uid: procUid(pid) };
+    this.procs.set(pid, now);
+    this.forgetFds(pid);
+    return now;
+  }
+
+  /**
+   * current() for a hot process `p` whose fds were just read: p itself while the process it names
+   * still runs, known by a read of its aliveFd; else as current() finds it, and for `p` an aliveFd
+   * opened first (so that it is surely on the process whose start time is then read).
+   */
+  private stillIs(pid: number, p: { start: number; uid: number }): { start: number; uid: number } | null {
+    const held = this.aliveFd.get(pid);
+    if (held?.start === p.start) {
+      try {
+        readSync(held.fd, ALIVE_BUF, 0, ALIVE_BUF.length, 0);
+        return p;
+      } catch {
+        // gone, or its pid taken by another process: current() says which
+      }
+    }
+    let fd = -1;
+    try {
+      fd = openSync(`/proc/${pid}/oom_score_adj`, 'r');
+    } catch {
+      // gone: current() says so
+    }
+    const now = this.current(pid);
+    if (now === p && fd >= 0) {
+      this.forgetAlive(pid);
+      this.aliveFd.set(pid, { fd, start: p.start });
+    } else if (fd >= 0) closeSync(fd);
+    return now;
+  }
+
+  /** What is kept of a pid's fds, and its aliveFd closed. */
+  private forgetFds(pid: number): void {
+    this.fdsOf.delete(pid);
+    this.forgetAlive(pid);
+  }
+
+  private forgetAlive(pid: number): void {
+    const held = this.aliveFd.get(pid);
+    if (!held) return;
+    this.aliveFd.delete(pid);
+    try {
+      closeSync(held.fd);
+    } catch {
+      // closed already
     }
   }
 

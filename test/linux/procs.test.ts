@@ -5,8 +5,9 @@
  * program told of by a (synthetic) process event, found without a scan.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { ProcessResolver, readSeen } from '../../src/linux/procs.js';
@@ -80,4 +81,21 @@ test('a program the process events saw start is read before any /proc scan; an e
   } finally {
     child.kill();
   }
+});
+
+test('a pid another program took over unseen (no process events) names that program, never the one that had it', async (t) => {
+  // as pid 1 of a pid namespace of its own, where the next pid can be chosen (ns_last_pid) without
+  // touching the host's; the old owner is found first, killed, and its pid handed to a perl holder
+  const child = join(import.meta.dirname, 'pid-reuse-child.js');
+  const run = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, child], { encoding: 'utf8', timeout: 60_000 });
+  if (process.getuid?.() !== 0 || run.error || (run.status !== 0 && /unshare: /.test(run.stderr))) {
+    console.log(`SKIP pid take-over test: ${process.getuid?.() !== 0 ? 'not root' : run.error?.message ?? run.stderr.trim()}`);
+    return t.skip();
+  }
+  assert.equal(run.status, 0, run.stderr);
+  const got = JSON.parse(run.stdout) as Record<string, unknown>;
+  assert.deepEqual(got, {
+    hotOld: process.execPath, none: null, hotNew: '/usr/bin/perl', // the old owner was the hot process
+    scanOld: process.execPath, scanNew: '/usr/bin/perl', scanned: true, // found by a /proc scan
+  });
 });
