@@ -78,6 +78,7 @@ function appOf(p: ProcessInfo): AppIdentity {
   const app: AppIdentity = { path: p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid };
   if (p.appId) app.id = p.appId;
   if (p.script) app.script = p.script;
+  if (p.preloads) app.preloads = p.preloads;
   if (p.user) app.user = p.user;
   if (p.groups.length) app.groups = p.groups;
   return app;
@@ -540,11 +541,24 @@ export class Agent {
    */
   private decideScript(flow: Flow): Verdict {
     const v = this.policy.decide(flow);
-    const script = flow.app.script;
-    if (!script || v.level === 'app-id') return v;
+    const { script, preloads = [] } = flow.app;
+    if ((!script && preloads.length === 0) || v.level === 'app-id') return v;
     const { id: _id, ...app } = flow.app;
-    const s = this.policy.decide({ ...flow, app: { ...app, path: script } });
-    return s.level === 'path' || s.level === 'prefix' ? { ...s, reason: `${s.reason} (script of ${flow.app.path})` } : v;
+    // the script and what is loaded before it run as one program: a rule blocking any of them blocks
+    // it; their rules allow it only if every one has an allowing rule, else the interpreter's decides
+    let allow: Verdict | undefined;
+    let everyOne = true;
+    for (const [file, role] of [...(script ? [[script, 'script'] as const] : []), ...preloads.map((p) => [p, 'loaded by'] as const)]) {
+      const s = this.policy.decide({ ...flow, app: { ...app, path: file } });
+      if (s.level !== 'path' && s.level !== 'prefix') {
+        everyOne = false;
+        continue;
+      }
+      const named = { ...s, reason: `${s.reason} (${role === 'script' ? `script of ${flow.app.path}` : `loaded by ${flow.app.path} before ${script ?? 'inline code'}`})` };
+      if (s.action === 'block') return named;
+      allow ??= named;
+    }
+    return everyOne && allow ? allow : v;
   }
 
   /**

@@ -7,9 +7,19 @@
  * for one asynchronous scan that serves every miss queued meanwhile. A scan reads new processes
  * first (a fresh `curl` is found at once), then those of the socket's uid, then the rest.
  */
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { ProcEvent } from './procevents.js';
+import { scriptsOf } from './scripts.js';
+
+/** A path with its symlinks followed, or as it is when it cannot be (gone, or not ours to read). */
+function realOrAsIs(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
 
 export interface ProcessInfo {
   pid: number;
@@ -23,15 +33,15 @@ export interface ProcessInfo {
   groups: string[];
   /** systemd unit, Flatpak or snap app, from /proc/pid/cgroup. */
   appId?: string;
-  /** For interpreters (node, python, java, ...), the absolute path of the script it runs. */
+  /** For interpreters (node, python, java, ...), the absolute path of the script it runs (scripts.ts). */
   script?: string;
+  /** Files an interpreter loads before its script (node --require, java -javaagent:), judged with it. */
+  preloads?: string[];
 }
 
 /** The real uid or gid in the text of /proc/pid/status, -1 if absent. */
 const ID_LINE = { Uid: /^Uid:\s+([0-9]+)/m, Gid: /^Gid:\s+([0-9]+)/m };
 const idIn = (status: string, field: 'Uid' | 'Gid'): number => Number(ID_LINE[field].exec(status)?.[1] ?? -1);
-
-const INTERPRETERS = /^(node|nodejs|deno|bun|python[0-9.]*|perl|ruby|php[0-9.]*|java|bash|sh|dash|zsh)$/;
 
 /**
  * The fields of /proc/<pid>/stat after the command name, field 3 (state) first; null if the process
@@ -61,19 +71,6 @@ export function appIdFromCgroup(cgroup: string): string | undefined {
   const snap = /^snap\.([^.]+)\.[^.]+(?:-[0-9a-f-]+)?\.(?:scope|service)$/.exec(last);
   if (snap) return `snap.${snap[1]}`;
   if (leaf[0] === 'system.slice' && last.endsWith('.service')) return last;
-  return undefined;
-}
-
-function scriptOf(exe: string, cmdline: string[], cwd: string): string | undefined {
-  const name = exe.slice(exe.lastIndexOf('/') + 1);
-  if (!INTERPRETERS.test(name)) return undefined;
-  for (let i = 1; i < cmdline.length; i++) {
-    const a = cmdline[i]!;
-    if (a === '-e' || a === '-c' || a === '--eval') return undefined; // inline code: no script
-    if (a === '-jar' || a === '-m') continue; // java -jar X.jar, python -m module: the next argument names it
-    if (a.startsWith('-')) continue;
-    return a.startsWith('/') ? a : `${cwd}/${a}`.replace(/\/\.\//g, '/');
-  }
   return undefined;
 }
 
@@ -145,8 +142,9 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
     const info: ProcessInfo = { pid, start, path, cmdline, uid, user: userName(uid), groups: groupsOf(gid >= 0 ? [gid, ...supplementary] : supplementary) };
     const appId = appIdFromCgroup(cgroup);
     if (appId) info.appId = appId;
-    const script = scriptOf(path, cmdline, cwd);
-    if (script) info.script = script;
+    const code = scriptsOf(path, cmdline, cwd, realOrAsIs);
+    if (code?.script) info.script = code.script;
+    if (code?.preloads.length) info.preloads = code.preloads;
     return info;
   } catch {
     return null;

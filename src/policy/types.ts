@@ -69,6 +69,8 @@ export interface AppIdentity {
   cmdline?: string[];
   /** For an interpreter (node, python3, java, ...), the script it runs: a compromised package runs as `node`. */
   script?: string;
+  /** Files an interpreter loads before its script (node --require, java -javaagent:): judged with it, the strictest deciding. */
+  preloads?: string[];
   pid?: number;
   uid?: number;
   user?: string;

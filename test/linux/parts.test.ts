@@ -7,6 +7,7 @@ import { DnsNames } from '../../src/linux/dns.js';
 import { ruleSpecs } from '../../src/linux/netfilter.js';
 import { parsePacket } from '../../src/linux/packet.js';
 import { appIdFromCgroup, readProcess } from '../../src/linux/procs.js';
+import { scriptsOf, type Scripts } from '../../src/linux/scripts.js';
 
 function ipv4Tcp(src: number[], sport: number, dst: number[], dport: number): Buffer {
   const b = Buffer.alloc(40);
@@ -104,4 +105,41 @@ test('a live process: executable, command line, user and groups; a recycled pid 
   const primary = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
   assert.ok(me.groups.includes(primary), `groups ${me.groups.join(',')} include ${primary}`);
   assert.equal(readProcess(process.pid, me.start + 1), null, 'another start time is another process');
+});
+
+test("an interpreter's script is the file it runs: never inline code, a module or class name, or an option's value", () => {
+  const cwd = '/srv/app';
+  const of = (cmd: string[], real?: (p: string) => string): Scripts | undefined => scriptsOf(cmd[0]!, cmd, cwd, real);
+  const script = (cmd: string[]): string | undefined => of(cmd)?.script;
+  // the file, as the process opens it: against its working directory, `..`, `.` and `//` resolved
+  assert.equal(script(['/usr/bin/node', 'server.js']), '/srv/app/server.js');
+  assert.equal(script(['/usr/bin/node', '/srv/app/../../tmp/evil.js']), '/tmp/evil.js');
+  assert.equal(script(['/usr/bin/node', '../../tmp/evil.js']), '/tmp/evil.js');
+  assert.equal(script(['/usr/bin/node', '/srv//app/./node_modules/x/i.js']), '/srv/app/node_modules/x/i.js');
+  assert.equal(of(['/usr/bin/node', '/tmp/link/i.js'], (p) => p.replace('/tmp/link', '/srv/app/node_modules/x'))?.script, '/srv/app/node_modules/x/i.js', 'symlinks followed');
+  assert.equal(of(['/usr/bin/ls', 'x.js']), undefined, 'not an interpreter');
+  // inline code, a REPL, stdin: no script, however the option is written
+  for (const cmd of [['node', '-e', 'x'], ['node', '-p', 'allowed.js'], ['node', '-pe', '1'], ['node', '--eval=x', 'allowed.js'], ['node', '--print', 'x'], ['node'], ['node', '-'],
+    ['python3', '-c', 'x'], ['python3', '-Ic', 'allowed.py'], ['python3', '-m', 'http.server'], ['python3', '-Bm', 'evil'], ['python3', '-'],
+    ['perl', '-ne', 'print'], ['perl', '-E', 'say 1'], ['ruby', '-e', 'x'], ['bash', '-c', 'curl x'], ['sh', '-ec', 'x'], ['bash', '-s'],
+    ['php', '-r', 'x'], ['java', 'Main'], ['java', '-cp', '/srv/app/a.jar:/tmp/e.jar', 'Evil'], ['deno', 'eval', 'x'], ['bun', 'install']]) {
+    assert.equal(script(['/usr/bin/' + cmd[0], ...cmd.slice(1)]), undefined, cmd.join(' '));
+  }
+  // an option's value is not the script
+  assert.equal(script(['/usr/bin/node', '--input-type', 'module', '--title', 'x', 'a.js']), '/srv/app/a.js');
+  assert.equal(script(['/usr/bin/python3', '-W', 'ignore', '-X', 'dev', 'a.py']), '/srv/app/a.py');
+  assert.equal(script(['/usr/bin/python3', '-Wignore', '-u', 'a.py']), '/srv/app/a.py');
+  assert.equal(script(['/usr/bin/perl', '-I', '/lib', 'a.pl']), '/srv/app/a.pl');
+  assert.equal(script(['/usr/bin/bash', '-o', 'pipefail', '+o', 'errexit', 'a.sh']), '/srv/app/a.sh');
+  assert.equal(script(['/usr/bin/ruby', '-C', '/opt/x', 'a.rb']), '/opt/x/a.rb', 'ruby -C changes where its script is found');
+  assert.equal(script(['/usr/bin/php', '-d', 'x=1', '-f', 'a.php']), '/srv/app/a.php');
+  assert.equal(script(['/usr/bin/java', '-cp', 'x', '-jar', 'app.jar']), '/srv/app/app.jar');
+  assert.equal(script(['/usr/bin/deno', 'run', '--allow-net', 'a.ts']), '/srv/app/a.ts');
+  assert.equal(script(['/usr/bin/node', '--', '-weird.js']), '/srv/app/-weird.js');
+  // code loaded before the script is named too: a preload's rules judge the process with its script's
+  assert.deepEqual(of(['/usr/bin/node', '-r', '/tmp/evil.js', '--require=./x.js', '--import', 'file:///srv/app/hook.mjs', '--loader', 'tsx', 'ok.js']),
+    { script: '/srv/app/ok.js', preloads: ['/tmp/evil.js', '/srv/app/x.js', '/srv/app/hook.mjs', '/srv/app/node_modules/tsx'] });
+  assert.deepEqual(of(['/usr/bin/node', '-r', '/tmp/evil.js', '-e', '1']), { preloads: ['/tmp/evil.js'] });
+  assert.deepEqual(of(['/usr/bin/java', '-javaagent:/tmp/agent.jar=opts', '-jar', 'app.jar']), { script: '/srv/app/app.jar', preloads: ['/tmp/agent.jar'] });
+  assert.deepEqual(of(['/usr/bin/ruby', '-r', './evil.rb', '-rjson', 'a.rb']), { script: '/srv/app/a.rb', preloads: ['/srv/app/evil.rb'] });
 });
