@@ -68,7 +68,7 @@ const PYTHON: Spec = {
   preloadLetters: '',
   clusters: true,
 };
-const PERL: Spec = { inline: set('-'), inlineLetters: 'eE', moduleLetters: '', valued: set(), valuedLetters: 'I', preload: set(), preloadLetters: '', clusters: true };
+const PERL: Spec = { inline: set('-'), inlineLetters: 'eE', moduleLetters: '', valued: set(), valuedLetters: 'IMm', preload: set(), preloadLetters: '', clusters: true }; // -Mfeature=say: a module's name, not -e
 const RUBY: Spec = { inline: set('-', '--version', '--help'), inlineLetters: 'e', moduleLetters: '', valued: set(), valuedLetters: 'ICE', preload: set(), preloadLetters: 'r', clusters: true };
 const PHP: Spec = { inline: set('-a', '--interactive'), inlineLetters: 'rBRFE', moduleLetters: '', valued: set('-c', '-d', '-z', '--php-ini', '--define', '--zend-extension'), valuedLetters: '', preload: set(), preloadLetters: '', clusters: false };
 const SHELL: Spec = { inline: set('-', '--version', '--help'), inlineLetters: 'cs', moduleLetters: '', valued: set('--rcfile', '--init-file'), valuedLetters: 'oO', preload: set(), preloadLetters: '', clusters: true };

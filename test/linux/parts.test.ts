@@ -130,6 +130,7 @@ test("an interpreter's script is the file it runs: never inline code, a module o
   assert.equal(script(['/usr/bin/python3', '-W', 'ignore', '-X', 'dev', 'a.py']), '/srv/app/a.py');
   assert.equal(script(['/usr/bin/python3', '-Wignore', '-u', 'a.py']), '/srv/app/a.py');
   assert.equal(script(['/usr/bin/perl', '-I', '/lib', 'a.pl']), '/srv/app/a.pl');
+  assert.equal(script(['/usr/bin/perl', '-Mfeature=say', '-Mstrict', 'a.pl']), '/srv/app/a.pl');
   assert.equal(script(['/usr/bin/bash', '-o', 'pipefail', '+o', 'errexit', 'a.sh']), '/srv/app/a.sh');
   assert.equal(script(['/usr/bin/ruby', '-C', '/opt/x', 'a.rb']), '/opt/x/a.rb', 'ruby -C changes where its script is found');
   assert.equal(script(['/usr/bin/php', '-d', 'x=1', '-f', 'a.php']), '/srv/app/a.php');
