@@ -75,8 +75,9 @@ const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1
 
 /** A process as the policy sees it. */
 function appOf(p: ProcessInfo): AppIdentity {
-  const app: AppIdentity = { path: p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid };
-  if (p.appId) app.id = p.appId;
+  // a program whose executable is not the file its path names here is of unknown program (its app id, from its cgroup, still counts)
+  const app: AppIdentity = { path: p.pathUnverified ? UNKNOWN_PROCESS : p.path, cmdline: p.cmdline, pid: p.pid, uid: p.uid };
+  if (p.appId || p.pathUnverified) app.id = p.appId ?? UNKNOWN_PROCESS;
   if (p.script) app.script = p.script;
   if (p.preloads) app.preloads = p.preloads;
   if (p.user) app.user = p.user;
@@ -522,6 +523,7 @@ export class Agent {
       const flow: Flow = { app, remote: { ip: t.dst, hostnames }, port: t.dport, protocol: t.protocol };
       let v = this.decideScript(flow);
       if (!proc && v.level === 'default' && v.action !== 'block') v = this.strictest(flow, v, programs, exited ?? []);
+      if (proc?.pathUnverified) v = { ...v, reason: `${v.reason}; its executable is not ${proc.path} as this system has it (another mount namespace)` };
       if (v.action !== 'ask') return this.apply(key, t, flow, v, exited);
       void decideWithAsk(this.policy, flow, {
         // No dashboard yet: nobody answers, so the flow waits the timeout and gets the default.

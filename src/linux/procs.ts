@@ -7,7 +7,7 @@
  * for one asynchronous scan that serves every miss queued meanwhile. A scan reads new processes
  * first (a fresh `curl` is found at once), then those of the socket's uid, then the rest.
  */
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { ProcEvent } from './procevents.js';
 import { scriptsOf } from './scripts.js';
@@ -37,6 +37,12 @@ export interface ProcessInfo {
   script?: string;
   /** Files an interpreter loads before its script (node --require, java -javaagent:), judged with it. */
   preloads?: string[];
+  /**
+   * Set when the executable is not the file at `path` on this system (exeVerified): `path` is then only
+   * what the process's own mount namespace calls it, where any user can bind-mount a program over
+   * /usr/bin/curl (unshare -Urm). Such a process is judged as a process of unknown program.
+   */
+  pathUnverified?: true;
 }
 
 /** The real uid or gid in the text of /proc/pid/status, -1 if absent. */
@@ -119,6 +125,28 @@ function socketInode(pid: number, fd: string): number {
   return l.startsWith('socket:[') ? Number(l.slice(8, -1)) : -1;
 }
 
+/**
+ * Whether the file a process executes is the file at `path` here: /proc/PID/exe names it as the
+ * process's mount namespace does, and in a namespace of its own (unprivileged with user namespaces)
+ * a process can mount any program over /usr/bin/curl. The same device and inode says it is; a
+ * program replaced on disk while it runs (an upgrade: "(deleted)") is taken at its path only in
+ * this mount namespace, where nobody but root can delete what is at a root-owned path.
+ */
+function exeVerified(pid: number, path: string): boolean {
+  try {
+    const ran = statSync(`/proc/${pid}/exe`);
+    try {
+      const here = statSync(path);
+      if (ran.dev === here.dev && ran.ino === here.ino) return true;
+    } catch {
+      // nothing at that path here
+    }
+    return readlinkSync(`/proc/${pid}/exe`).endsWith(' (deleted)') && readlinkSync(`/proc/${pid}/ns/mnt`) === readlinkSync('/proc/self/ns/mnt');
+  } catch {
+    return false;
+  }
+}
+
 /** How a process is named in maps: pid plus start time, so a recycled pid is another process. */
 export const processKey = (p: { pid: number; start: number }): string => `${p.pid}:${p.start}`;
 
@@ -142,6 +170,10 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
     const info: ProcessInfo = { pid, start, path, cmdline, uid, user: userName(uid), groups: groupsOf(gid >= 0 ? [gid, ...supplementary] : supplementary) };
     const appId = appIdFromCgroup(cgroup);
     if (appId) info.appId = appId;
+    if (!exeVerified(pid, path)) {
+      info.pathUnverified = true;
+      return info; // its scripts' paths are its namespace's too
+    }
     const code = scriptsOf(path, cmdline, cwd, realOrAsIs);
     if (code?.script) info.script = code.script;
     if (code?.preloads.length) info.preloads = code.preloads;

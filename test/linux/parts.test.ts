@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { realpathSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, readlinkSync, realpathSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { DnsNames } from '../../src/linux/dns.js';
@@ -143,4 +145,49 @@ test("an interpreter's script is the file it runs: never inline code, a module o
   assert.deepEqual(of(['/usr/bin/node', '-r', '/tmp/evil.js', '-e', '1']), { preloads: ['/tmp/evil.js'] });
   assert.deepEqual(of(['/usr/bin/java', '-javaagent:/tmp/agent.jar=opts', '-jar', 'app.jar']), { script: '/srv/app/app.jar', preloads: ['/tmp/agent.jar'] });
   assert.deepEqual(of(['/usr/bin/ruby', '-r', './evil.rb', '-rjson', 'a.rb']), { script: '/srv/app/a.rb', preloads: ['/srv/app/evil.rb'] });
+});
+
+test('a program mounted over another path in a mount namespace of its own is not taken for that path; one upgraded while it runs still is', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-exe-'));
+  chmodSync(dir, 0o755);
+  const other = join(dir, 'not-curl');
+  copyFileSync(realpathSync('/usr/bin/sleep'), other);
+  chmodSync(other, 0o755);
+  const started: ChildProcess[] = [];
+  const sleeper = async (cmd: string[]): Promise<number> => {
+    const c = spawn(cmd[0]!, cmd.slice(1), { stdio: 'ignore' });
+    started.push(c);
+    await new Promise((r) => c.once('spawn', r));
+    const want = cmd.includes('sh') ? 'curl' : cmd[0]!;
+    for (let k = 0; k < 100; k++) {
+      // the shell execs the program: its pid then runs it
+      const exe = (() => { try { return readlinkSync(`/proc/${c.pid}/exe`); } catch { return ''; } })();
+      if (exe.endsWith(want) || exe.endsWith(`${want} (deleted)`)) return c.pid!;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`${cmd.join(' ')} did not start`);
+  };
+  try {
+    // as nobody, in a user and mount namespace of its own: any user can do this where user namespaces are allowed
+    const curl = realpathSync('/usr/bin/curl');
+    const masked = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'unshare', '-Urm', 'sh', '-c', `mount --bind ${other} ${curl} && exec ${curl} 30`];
+    const probe = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'unshare', '-Urm', 'true'], { encoding: 'utf8' });
+    if (process.getuid?.() !== 0 || probe.status !== 0) {
+      console.log(`SKIP a program mounted over another path: ${process.getuid?.() !== 0 ? 'not root' : `no user namespaces for nobody (${(probe.stderr || probe.error?.message || '').trim()})`}`);
+      return t.skip();
+    }
+    const m = readProcess(await sleeper(masked))!;
+    assert.deepEqual([m.path, m.pathUnverified], [curl, true], 'it calls itself curl, and is not');
+    // the same program run as itself, and after it was replaced on disk while running (an upgrade)
+    const plain = readProcess(await sleeper([other, '30']))!;
+    assert.deepEqual([plain.path, plain.pathUnverified], [other, undefined]);
+    const upgraded = await sleeper([other, '31']);
+    copyFileSync(other, `${other}.new`);
+    renameSync(`${other}.new`, other);
+    const u = readProcess(upgraded)!;
+    assert.deepEqual([u.path, u.pathUnverified], [other, undefined], 'replaced on disk while it runs: still its path');
+  } finally {
+    for (const c of started) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
