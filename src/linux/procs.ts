@@ -12,6 +12,20 @@ import { userInfo } from 'node:os';
 import type { ProcEvent } from './procevents.js';
 import { scriptsOf } from './scripts.js';
 
+/** The environment a process started with (empty if it is not ours to read). */
+function environOf(pid: number): Map<string, string> {
+  const env = new Map<string, string>();
+  try {
+    for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+      const eq = kv.indexOf('=');
+      if (eq > 0) env.set(kv.slice(0, eq), kv.slice(eq + 1));
+    }
+  } catch {
+    // gone, or another user's without root
+  }
+  return env;
+}
+
 /** A path with its symlinks followed, or as it is when it cannot be (gone, or not ours to read). */
 function realOrAsIs(p: string): string {
   try {
@@ -133,14 +147,14 @@ function socketInode(pid: number, fd: string): number {
  * this mount namespace, where nobody but root can delete what is at a root-owned path.
  */
 function exeVerified(pid: number, path: string): boolean {
+  const ran = statSync(`/proc/${pid}/exe`); // throws once the process is gone (or a zombie): as exeOf() does
   try {
-    const ran = statSync(`/proc/${pid}/exe`);
-    try {
-      const here = statSync(path);
-      if (ran.dev === here.dev && ran.ino === here.ino) return true;
-    } catch {
-      // nothing at that path here
-    }
+    const here = statSync(path);
+    if (ran.dev === here.dev && ran.ino === here.ino) return true;
+  } catch {
+    // nothing at that path here
+  }
+  try {
     return readlinkSync(`/proc/${pid}/exe`).endsWith(' (deleted)') && readlinkSync(`/proc/${pid}/ns/mnt`) === readlinkSync('/proc/self/ns/mnt');
   } catch {
     return false;
@@ -156,6 +170,7 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
     const start = startTime(pid);
     if (start === null || (expectStart !== undefined && start !== expectStart)) return null;
     const path = exeOf(pid);
+    const verified = exeVerified(pid, path);
     const cmdline = cmdlineOf(pid);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const uid = idIn(status, 'Uid');
@@ -170,11 +185,11 @@ export function readProcess(pid: number, expectStart?: number): ProcessInfo | nu
     const info: ProcessInfo = { pid, start, path, cmdline, uid, user: userName(uid), groups: groupsOf(gid >= 0 ? [gid, ...supplementary] : supplementary) };
     const appId = appIdFromCgroup(cgroup);
     if (appId) info.appId = appId;
-    if (!exeVerified(pid, path)) {
+    if (!verified) {
       info.pathUnverified = true;
       return info; // its scripts' paths are its namespace's too
     }
-    const code = scriptsOf(path, cmdline, cwd, realOrAsIs);
+    const code = scriptsOf(path, cmdline, cwd, realOrAsIs, () => environOf(pid));
     if (code?.script) info.script = code.script;
     if (code?.preloads.length) info.preloads = code.preloads;
     return info;
@@ -230,7 +245,10 @@ const EXITS_MAX = 4096;
  */
 export function readSeen(pid: number, now: number): SeenProcess | null {
   let path: string | undefined;
-  try { path = exeOf(pid); } catch { /* gone, or a zombie */ }
+  try {
+    path = exeOf(pid);
+    if (!exeVerified(pid, path)) path = undefined; // its mount namespace's name for another program (readProcess)
+  } catch { /* gone, or a zombie */ }
   const start = startTime(pid);
   if (start === null) return null;
   const seen: SeenProcess = { pid, start, uid: procUid(pid), at: now };

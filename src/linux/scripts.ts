@@ -87,12 +87,31 @@ function specOf(name: string): Spec | 'java' | undefined {
 
 /**
  * The code files of a process running `exe` with `cmdline` in `cwd`; undefined for a program that is
- * no interpreter. `real` takes an absolute path to the file it names (symlinks followed).
+ * no interpreter. `real` takes an absolute path to the file it names (symlinks followed); `environ`
+ * gives the process's environment, asked for only by interpreters that take options from it.
  */
-export function scriptsOf(exe: string, cmdline: readonly string[], cwd: string, real: (p: string) => string = (p) => p): Scripts | undefined {
+export function scriptsOf(exe: string, cmdline: readonly string[], cwd: string, real: (p: string) => string = (p) => p, environ: () => ReadonlyMap<string, string> = () => new Map()): Scripts | undefined {
   const spec = specOf(exe.slice(exe.lastIndexOf('/') + 1));
   if (!spec) return undefined;
-  const file = (p: string): string => real(posix.resolve(cwd, p.startsWith('file://') ? decodeURIComponent(p.slice(7)) : p));
+  const fileIn = (dir: string, p: string): string => real(posix.resolve(dir, p.startsWith('file://') ? decodeURIComponent(p.slice(7)) : p));
+  const file = (p: string): string => fileIn(cwd, p);
+  const found = scriptsOfLine(spec, cmdline, cwd, fileIn);
+  // options the interpreter takes from its environment load code as their command-line forms do
+  const env = spec === 'java' || spec === NODE || spec === BUN_DENO ? environ() : undefined;
+  const fromEnv = !env ? [] : spec === 'java'
+    ? java(['java', ...['JDK_JAVA_OPTIONS', 'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS'].flatMap((k) => words(env.get(k)))], file).preloads
+    : scriptsOfLine(NODE, ['node', ...words(env.get('NODE_OPTIONS')), '-e', ''], cwd, fileIn).preloads;
+  return fromEnv.length ? { ...found, preloads: [...fromEnv, ...found.preloads] } : found;
+}
+
+/** An option string as the interpreter splits it: on blanks, with "double" or 'single' quotes kept together. */
+function words(s: string | undefined): string[] {
+  return s ? [...s.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3]!) : [];
+}
+
+/** scriptsOf() of the command line alone; `fileIn` resolves a path against a directory (ruby -C changes it). */
+function scriptsOfLine(spec: Spec | 'java', cmdline: readonly string[], cwd: string, fileIn: (dir: string, p: string) => string): Scripts {
+  const file = (p: string): string => fileIn(cwd, p);
   if (spec === 'java') return java(cmdline, file);
   if (spec === PHP) return php(cmdline, file);
   const preloads: string[] = [];

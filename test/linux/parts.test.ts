@@ -145,6 +145,13 @@ test("an interpreter's script is the file it runs: never inline code, a module o
   assert.deepEqual(of(['/usr/bin/node', '-r', '/tmp/evil.js', '-e', '1']), { preloads: ['/tmp/evil.js'] });
   assert.deepEqual(of(['/usr/bin/java', '-javaagent:/tmp/agent.jar=opts', '-jar', 'app.jar']), { script: '/srv/app/app.jar', preloads: ['/tmp/agent.jar'] });
   assert.deepEqual(of(['/usr/bin/ruby', '-r', './evil.rb', '-rjson', 'a.rb']), { script: '/srv/app/a.rb', preloads: ['/srv/app/evil.rb'] });
+  // and what the environment adds to the options: NODE_OPTIONS, the JVM's option variables
+  const env = new Map([['NODE_OPTIONS', '--max-old-space-size=100 --require "/tmp/e v.js" --import=./hook.mjs'], ['JAVA_TOOL_OPTIONS', '-Xmx1g -javaagent:/tmp/a.jar'], ['PATH', '/bin']]);
+  assert.deepEqual(scriptsOf('/usr/bin/node', ['node', '-r', './x.js', 'ok.js'], cwd, undefined, () => env), { script: '/srv/app/ok.js', preloads: ['/tmp/e v.js', '/srv/app/hook.mjs', '/srv/app/x.js'] });
+  assert.deepEqual(scriptsOf('/usr/bin/java', ['java', '-jar', 'app.jar'], cwd, undefined, () => env), { script: '/srv/app/app.jar', preloads: ['/tmp/a.jar'] });
+  let asked = false;
+  scriptsOf('/usr/bin/python3', ['python3', 'a.py'], cwd, undefined, () => ((asked = true), env));
+  assert.equal(asked, false, 'the environment is read only for interpreters that take options from it');
 });
 
 test('a program mounted over another path in a mount namespace of its own is not taken for that path; one upgraded while it runs still is', async (t) => {
