@@ -106,13 +106,16 @@ function hashAndSize(path: string): { sha256: string; size: number } {
  * of a first start of a 250,000-rule catalog).
  */
 export function imageName(sha256: string, size: number): string {
-  return `${sha256}-${size}.policy`;
+  return sha256 + nameEnd(size);
 }
+
+/** How the name of an image of a catalog of `size` bytes ends. */
+const nameEnd = (size: number): string => `-${size}.policy`;
 
 /** Whether `dir` may hold an image of a catalog of `size` bytes (on doubt, yes: the lookup then says). */
 function mayHoldImage(dir: string, size: number): boolean {
   try {
-    return readdirSync(dir).some((f) => f.endsWith(`-${size}.policy`));
+    return readdirSync(dir).some((f) => f.endsWith(nameEnd(size)));
   } catch {
     return true;
   }

@@ -510,20 +510,14 @@ export class ProcessResolver {
       try {
         fds = readdirSync(`/proc/${pid}/fd`);
       } catch {
-        this.hot = this.hot.filter((x) => x !== pid); // gone
-        this.forgetFds(pid);
-        return;
+        return this.gone(pid);
       }
       for (const fd of fds) if (missing > 0 && !tried.has(fd) && !all.has(fd)) read(fd);
       for (const fd of fds) if (missing > 0 && !tried.has(fd)) read(fd);
       all = new Set(fds);
     }
     const now = this.stillIs(pid, p);
-    if (now === null) {
-      this.hot = this.hot.filter((x) => x !== pid); // gone
-      this.forgetFds(pid);
-      return;
-    }
+    if (now === null) return this.gone(pid);
     if (now !== p) {
       // another process has the pid now: what was read may be its sockets, or the old one's (read again, once)
       if (!again) this.scanPidSync(pid, wanted, true);
@@ -668,6 +662,12 @@ export class ProcessResolver {
       this.aliveFd.set(pid, { fd, start: p.start });
     } else if (fd >= 0) closeSync(fd);
     return now;
+  }
+
+  /** A hot process found gone: no longer hot, and nothing kept of its fds. */
+  private gone(pid: number): void {
+    this.hot = this.hot.filter((x) => x !== pid);
+    this.forgetFds(pid);
   }
 
   /** What is kept of a pid's fds, and its aliveFd closed. */

@@ -119,7 +119,7 @@ function scriptsOfLine(spec: Spec | 'java', cmdline: readonly string[], cwd: str
   let subcommand = spec.subcommands !== undefined;
   for (let i = 1; i < cmdline.length; i++) {
     const a = cmdline[i]!;
-    if (a === '--') return i + 1 < cmdline.length ? { script: file(cmdline[i + 1]!), preloads } : none();
+    if (a === '--') return fileAt(cmdline, i + 1, file, preloads);
     if (spec.inline.has(a)) return none();
     if (a.startsWith('--') || (!spec.clusters && a.startsWith('-') && a.length > 1)) {
       const eq = a.indexOf('=');
@@ -154,6 +154,11 @@ function scriptsOfLine(spec: Spec | 'java', cmdline: readonly string[], cwd: str
   return none();
 }
 
+/** The script named by cmdline[j] (after `--`, `-jar`, `-f`), or none when the line ends first. */
+function fileAt(cmdline: readonly string[], j: number, file: (p: string) => string, preloads: string[]): Scripts {
+  return j < cmdline.length ? { script: file(cmdline[j]!), preloads } : { preloads };
+}
+
 /** A node --require/--import value: a path, or a package found first in the working directory's node_modules. */
 function nodeModule(v: string, file: (p: string) => string): string {
   return /^(\.{0,2}\/|file:\/\/)/.test(v) ? file(v) : file(`node_modules/${v}`);
@@ -167,7 +172,7 @@ function java(cmdline: readonly string[], file: (p: string) => string): Scripts 
   for (let i = 1; i < cmdline.length; i++) {
     const a = cmdline[i]!;
     if (a.startsWith('-javaagent:')) preloads.push(file(a.slice(11).split('=')[0]!));
-    else if (a === '-jar') return i + 1 < cmdline.length ? { script: file(cmdline[i + 1]!), preloads } : { preloads };
+    else if (a === '-jar') return fileAt(cmdline, i + 1, file, preloads);
     else if (VALUED.has(a)) i++;
     else if (!a.startsWith('-')) return { preloads }; // a main class (or a source file run directly: not judged as a script)
   }
@@ -178,9 +183,8 @@ function java(cmdline: readonly string[], file: (p: string) => string): Scripts 
 function php(cmdline: readonly string[], file: (p: string) => string): Scripts {
   for (let i = 1; i < cmdline.length; i++) {
     const a = cmdline[i]!;
-    if (a === '-f') return i + 1 < cmdline.length ? { script: file(cmdline[i + 1]!), preloads: [] } : { preloads: [] };
-    if (a === '--') return i + 1 < cmdline.length ? { script: file(cmdline[i + 1]!), preloads: [] } : { preloads: [] };
-    if (PHP.inline.has(a) || (/^-[rBRFE]/.test(a))) return { preloads: [] };
+    if (a === '-f' || a === '--') return fileAt(cmdline, i + 1, file, []);
+    if (PHP.inline.has(a) || (a.length > 1 && a[0] === '-' && PHP.inlineLetters.includes(a[1]!))) return { preloads: [] };
     if (PHP.valued.has(a)) i++;
     else if (a.startsWith('-')) continue;
     else return { script: file(a), preloads: [] };
