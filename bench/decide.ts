@@ -8,7 +8,8 @@
  * Each catalog is measured in a fresh child process so that peak RSS is that catalog's own; its load
  * is repeated in more fresh processes to show how much load time and peak RSS vary between runs.
  * Each is loaded two ways: compiled from the catalog (a first start), and restored from the image
- * the compiled-policy cache kept of it (every later start of the same catalog).
+ * the compiled-policy cache kept of it (every later start of the same catalog). Each workload is also
+ * run through a one-probe stand-in (bench/one-probe.ts) in the same process: a yardstick for the machine's speed at that moment.
  * Prints figures; asserts nothing.
  *
  *   npm run bench:decide            (or: node dist/bench/decide.js [--seconds 2])
@@ -20,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPolicy, readCatalog, readCatalogToCompile, reloadPolicy, serializeCatalog } from '../src/catalog/index.js';
 import { Policy, type Flow, type Rule } from '../src/policy/index.js';
+import { oneProbe } from './one-probe.js';
 import { flowsFor, generateCatalog, prng } from './gen.js';
 import { COMMAND_ENV, COMMAND_NODE_FLAGS } from './node-flags.js';
 
@@ -41,7 +43,7 @@ const mark = (ok: boolean): string => (ok ? 'met' : 'NOT met');
 function againstTargets(results: Result[], loads: Map<string, { loadMs: number; peakRssMB: number }>): string[] {
   return [...loads].map(([name, l]) => {
     const rows = results.filter((r) => r.name === name);
-    const rates = rows.map((r) => `${r.workload} ${(r.perSec / 1e6).toFixed(2)} M ${mark(r.perSec >= TARGET.perSec)}`).join(', ');
+    const rates = rows.map((r) => `${r.workload} ${(r.perSec / 1e6).toFixed(2)} M ${mark(r.perSec >= TARGET.perSec)}${r.perSec >= TARGET.perSec ? '' : ` (1-probe stand-in ${(r.oneProbe / 1e6).toFixed(2)} M)`}`).join(', ');
     const p99 = Math.max(...rows.map((r) => r.p99ns));
     return `  ${name.padEnd(36)} load ${l.loadMs.toFixed(0)} ms ${mark(l.loadMs < TARGET.loadMs)}, peak RSS ${l.peakRssMB.toFixed(0)} MB ${mark(l.peakRssMB < TARGET.peakRssMB)}, heap ${rows[0]!.heapMB.toFixed(0)} MB ${mark(rows[0]!.heapMB < TARGET.heapMB)}; ${rates}; p99 at most ${p99} ns ${mark(p99 < TARGET.p99ns)}`;
   });
@@ -69,6 +71,7 @@ interface Result {
   hits: number;
   floorNs: number;
   hotNs: number;
+  oneProbe: number; // decisions/s of bench/one-probe.ts's stand-in on the same flows
   reloadMs: number;
   reloadStallMs: number;
 }
@@ -130,11 +133,15 @@ async function run(file: string, name: string, cacheDir?: string, byId = false):
   const read = (await readCatalog(file)).rules;
   const rules = byId ? [...read].sort((x, y) => Number(x.id.slice(1)) - Number(y.id.slice(1))) : read;
   const base = { name, rules: rules.length, fileMB: statSync(file).size / 2 ** 20, loadMs, readMs, heapMB, peakRssMB, ...reloaded };
-  return [
-    { ...base, workload: 'uniform', ...time(policy, flowsFor(rules, 200_000, 42, 1)) },
-    { ...base, workload: 'skewed', ...time(policy, flowsFor(rules, 200_000, 43, 6)) },
-    { ...base, workload: 'machine', ...time(policy, machineFlows(rules, 5_000, 200_000)) },
-  ];
+  const workloads = { uniform: () => flowsFor(rules, 200_000, 42, 1), skewed: () => flowsFor(rules, 200_000, 43, 6), machine: () => machineFlows(rules, 5_000, 200_000) };
+  const results: Result[] = [];
+  for (const [workload, make] of Object.entries(workloads)) {
+    const flows = make();
+    const r = { ...base, workload, ...time(policy, flows) };
+    const hit = Uint8Array.from(flows, (f) => (policy.decide(f).rule ? 1 : 0));
+    results.push({ ...r, oneProbe: oneProbe(rules, flows, hit, seconds) });
+  }
+  return results;
 }
 
 /**
@@ -283,10 +290,11 @@ async function main(): Promise<void> {
   console.log('each workload: 1/4 unknown app, 1/4 known app to an unknown host, 1/2 to a destination its rule names; timed after one untimed pass over its flows; decisions/s = the median pass over them');
   console.log('read ns = reading each flow\'s strings without deciding (on 200,000 distinct pre-built flows they are cache-cold: a floor no index removes)');
   console.log('hot ns = a decision with its flow and index entries in cache (the same flow decided again): the CPU\'s part; 1e9 / decisions/s - hot ns is waiting for memory');
-  console.log(`\n${'catalog, loaded'.padEnd(36)} workload    rules    file MB    load ms  heap MB  peak RSS MB  decisions/s   p50 ns  p99 ns  p99.9 ns  rule hits  read ns  hot ns`);
+  console.log('1-probe = decisions/s of a stand-in that implements no policy (bench/one-probe.ts): per flow its strings read, one probe of a pair-table-sized table, one rule record, a rule\'s verdict object where decide() found a rule; what this machine\'s memory allows a one-probe index now');
+  console.log(`\n${'catalog, loaded'.padEnd(36)} workload    rules    file MB    load ms  heap MB  peak RSS MB  decisions/s   p50 ns  p99 ns  p99.9 ns  rule hits  read ns  hot ns  1-probe`);
   for (const r of results) {
     console.log(
-      `${r.name.padEnd(36)} ${r.workload.padEnd(8)} ${String(r.rules).padStart(7)} ${r.fileMB.toFixed(1).padStart(9)} ${r.loadMs.toFixed(0).padStart(10)} ${r.heapMB.toFixed(0).padStart(8)} ${r.peakRssMB.toFixed(0).padStart(12)} ${Math.round(r.perSec).toLocaleString('en-US').padStart(12)} ${String(r.p50ns).padStart(8)} ${String(r.p99ns).padStart(7)} ${String(r.p999ns).padStart(9)} ${(r.hits * 100).toFixed(0).padStart(9)}% ${r.floorNs.toFixed(0).padStart(8)} ${r.hotNs.toFixed(0).padStart(7)}`,
+      `${r.name.padEnd(36)} ${r.workload.padEnd(8)} ${String(r.rules).padStart(7)} ${r.fileMB.toFixed(1).padStart(9)} ${r.loadMs.toFixed(0).padStart(10)} ${r.heapMB.toFixed(0).padStart(8)} ${r.peakRssMB.toFixed(0).padStart(12)} ${Math.round(r.perSec).toLocaleString('en-US').padStart(12)} ${String(r.p50ns).padStart(8)} ${String(r.p99ns).padStart(7)} ${String(r.p999ns).padStart(9)} ${(r.hits * 100).toFixed(0).padStart(9)}% ${r.floorNs.toFixed(0).padStart(8)} ${r.hotNs.toFixed(0).padStart(7)} ${(r.oneProbe / 1e6).toFixed(2).padStart(6)} M`,
     );
   }
   console.log('\nreload, as the agent does it while the old rules decide (file read on a worker thread, compiled in 4 ms slices):');
