@@ -401,15 +401,12 @@ export class ProcessResolver {
     const out: ProcessInfo[] = [];
     for (const pid of livePids()) {
       await slice.yield();
-      const start = startTime(pid);
-      if (start === null) continue;
-      let p = this.procs.get(pid);
-      if (p?.start !== start) this.procs.set(pid, (p = { start, uid: procUid(pid) }));
-      if (p.uid !== uid) continue;
-      const key = processKey({ pid, start });
+      const p = this.current(pid); // a pid taken over unseen: its old process's fds are forgotten, as on every read
+      if (p === null || p.uid !== uid) continue;
+      const key = processKey({ pid, start: p.start });
       let info = this.byPid.get(key);
       if (!info) {
-        const fresh = readProcess(pid, start);
+        const fresh = readProcess(pid, p.start);
         if (!fresh) continue;
         this.byPid.set(key, (info = fresh));
       }
