@@ -96,6 +96,24 @@ function trickyFlows(): Flow[] {
   return out;
 }
 
+test('a catalog of more rules than the reader keeps in one piece reads as the usual read reads it', () => {
+  // rules without an endpoint or a port in every stretch of the file: their spans must read as absent
+  // wherever the reader's pieces (131,072 rules) and blocks within them (1,024) begin and end
+  const n = 131_072 + 2_500;
+  const rules = Array.from({ length: n }, (_, i) => ({
+    id: `r${i}`,
+    action: i % 2 === 0 ? 'block' : 'allow',
+    application: `/usr/bin/p${i}`,
+    ...(i % 3 === 0 ? {} : { endpoint: `h${i}.example.com` }),
+    ...(i % 5 === 0 ? {} : { port: 443 }),
+  }));
+  const at = [0, 1, 1023, 1024, 1025, 131_071, 131_072, 131_073, 132_096, 132_097, n - 1];
+  const flows = at.flatMap((i) => [443, 80].map((port): Flow => ({ app: { path: `/usr/bin/p${i}` }, remote: { ip: '192.0.2.1', hostnames: [`h${i}.example.com`] }, port, protocol: 'tcp' })));
+  same(doc(rules), flows);
+  // and read from its bytes: a rule whose spans were not set absent would take the slow way, as not plain
+  assert.equal(scan(Buffer.from(doc(rules)), 'c.json')!.parsed.size, 0);
+});
+
 test('escapes, case, repeated keys, numbers, other fields and any key order read as JSON.parse reads them', () => {
   const flows = trickyFlows();
   same(TRICKY, flows);
