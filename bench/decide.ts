@@ -9,7 +9,8 @@
  * is repeated in more fresh processes to show how much load time and peak RSS vary between runs.
  * Each is loaded two ways: compiled from the catalog (a first start), and restored from the image
  * the compiled-policy cache kept of it (every later start of the same catalog). Each workload is also
- * run through a one-probe stand-in (bench/one-probe.ts) in the same process: a yardstick for the machine's speed at that moment.
+ * run through a one-probe stand-in (bench/one-probe.ts) in the same process: a yardstick for the
+ * machine's speed at that moment.
  * Prints figures; asserts nothing.
  *
  *   npm run bench:decide            (or: node dist/bench/decide.js [--seconds 2])

@@ -142,10 +142,10 @@ export class Policy {
    * path's and each DNS name's string, whose hash V8 keeps: one lookup in these small, hot Maps then
    * replaces a lookup in a dictionary of every name in the catalog, or a slice and a lookup per path
    * component or label. Each is consulted where its lookup would be, so a verdict found early costs
-   * none of the later ones. App ids are not memoised: a catalog names far fewer of them than paths or names, and their
-   * dictionary stays in cache, and a memo in front of it cost more than it saved (in-process A/B,
-   * generated catalog: +5-7% decisions/s without it on the cold workloads, +1-6% on one machine's
-   * traffic; NuAppFirewall's catalog within +-3%).
+   * none of the later ones. App ids are not memoised: a catalog names far fewer of them than paths or
+   * names, their dictionary stays in cache, and a memo in front of it cost more than it saved
+   * (in-process A/B on the generated catalog: +1-8% decisions/s without it on the cold workloads,
+   * +2-13% on one machine's traffic; NuAppFirewall's catalog within +-3%).
    */
   private readonly pathMemo = new Memo<number>(NONE);
   private readonly prefixMemo = new Memo<Apps>(NONE);
