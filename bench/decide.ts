@@ -286,7 +286,7 @@ async function main(): Promise<void> {
   const randomName = 'generated 250k in random order, compiled';
   spread.push(`  ${randomName.padEnd(40)} load ${range(randomLoads.map((x) => x.loadMs), 'ms')}: read ${range(randomLoads.map((x) => x.readMs), 'ms')} + compile ${range(randomLoads.map((x) => x.loadMs - x.readMs), 'ms')}, peak RSS ${range(randomLoads.map((x) => x.peakRssMB), 'MB')}`);
   const random = { loadMs: median(randomLoads.map((x) => x.loadMs)), peakRssMB: median(randomLoads.map((x) => x.peakRssMB)) };
-  console.log('\nworkload: uniform = flows spread evenly over every rule (cache-cold, worst case); skewed = a few apps/hosts take most flows, as on a real machine');
+  console.log('\nworkload: uniform = flows spread evenly over every rule (cache-cold, worst case); skewed = the first rules (a few apps/hosts) take most flows; in both, each of 200,000 flows has strings of its own (unknown paths, hosts), cold as uniform\'s');
   console.log('machine = one machine\'s traffic: 5,000 distinct flows (programs x destinations), popular ones often, strings reused as the agent\'s caches do');
   console.log('each workload: 1/4 unknown app, 1/4 known app to an unknown host, 1/2 to a destination its rule names; timed after one untimed pass over its flows; decisions/s = the median pass over them');
   console.log('read ns = reading each flow\'s strings without deciding (on 200,000 distinct pre-built flows they are cache-cold: a floor no index removes)');
