@@ -16,7 +16,7 @@
  *   npm run bench:decide            (or: node dist/bench/decide.js [--seconds 2])
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -241,6 +241,7 @@ async function main(): Promise<void> {
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true })); // ~150 MB of catalogs and images a run
   const images = join(dir, 'images');
   const generated = join(dir, 'generated-250k.json');
   const shuffled = join(dir, 'generated-250k-random-order.json');

@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidRulesError, Policy, isPlainHost, parseEndpoint, type Flow, type Rule } from '../../src/policy/index.js';
 import { CatalogError, CatalogRules, parseCatalog, readCatalogToCompile, scanCatalog as scan } from '../../src/catalog/index.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from '../temp.js';
 
 /** scanCatalog() as a compile's input. */
 function scanCatalog(b: Buffer, name: string): { mode?: Policy['mode']; rules: CatalogRules } | null {
@@ -206,7 +206,7 @@ test('rules read as bytes name rule objects equal to the catalog text', () => {
 });
 
 test("a catalog's head is taken as the usual read takes it: each mode, and every error it finds", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-head-'));
+  const dir = tempDir('head');
   const rule = '{"id":"r","action":"block","application":"any","endpoint":"example.com"}';
   const heads = [
     '"format":"tollgate-catalog","version":1', '"version":1,"format":"tollgate-catalog","mode":"ask"', '"format":"tollgate-catalog","version":1,"mode":"passive-block"',

@@ -1,11 +1,11 @@
 /** The compiled-policy cache: a second load of the same catalog comes from its image and decides the same. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from '../temp.js';
 import { hashFile, loadPolicy, parseCatalog, reloadPolicy, serializeCatalog, type CacheOptions, type LoadedPolicy } from '../../src/catalog/index.js';
 import { InvalidRulesError, Policy, type Flow, type Rule } from '../../src/policy/index.js';
 
@@ -25,7 +25,7 @@ const FLOWS: Flow[] = [
 ];
 
 function setup(rules: Rule[] = RULES): { catalog: string; dir: string; warnings: string[]; opts: CacheOptions } {
-  const root = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+  const root = tempDir('cache');
   const catalog = join(root, 'catalog.json');
   writeFileSync(catalog, serializeCatalog(rules, { format: 'tollgate', encoding: 'json', mode: 'passive-block' }));
   const dir = join(root, 'cache');

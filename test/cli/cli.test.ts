@@ -1,16 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from '../temp.js';
 import { DATA, NO_DATA } from '../data.js';
 
 const ROOT = join(import.meta.dirname, '../../..');
 const EXAMPLE = join(ROOT, 'examples/workstation.json');
 
 // the compiled-policy cache of these runs: never the user's or root's own
-const CACHE = mkdtempSync(join(tmpdir(), 'tollgate-cli-cache-'));
+const CACHE = tempDir('cli-cache');
 
 function tollgate(...args: string[]): { code: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8', env: { ...process.env, TOLLGATE_CACHE_DIR: CACHE } });
@@ -39,7 +39,7 @@ test('check prints counts of a valid catalog', { skip: NO_DATA }, () => {
 
 test('a big catalog is compiled once: check and decide then read its image and answer the same', { skip: NO_DATA }, () => {
   const legacy = join(DATA, 'catalog_legacy-catalog_2024-09.json'); // 3 MB: over the cache's 1 MiB floor
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-cli-image-'));
+  const dir = tempDir('cli-image');
   const run = (...args: string[]) => tollgate(...args, '--cache-dir', dir);
   const first = run('check', legacy, '--json');
   assert.equal(first.code, 0, first.err);
@@ -56,7 +56,7 @@ test('a big catalog is compiled once: check and decide then read its image and a
 });
 
 test('check lists every bad rule and exits non-zero without a stack trace', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const dir = tempDir('cli');
   const file = join(dir, 'bad.json');
   writeFileSync(file, JSON.stringify({ format: 'tollgate-catalog', version: 1, rules: [
     { id: 'a', action: 'permit', application: 'any' },
@@ -74,7 +74,7 @@ test('check lists every bad rule and exits non-zero without a stack trace', () =
 });
 
 test("check of a NuAppFirewall catalog names an empty identifier as what is wrong, not an application the file does not have", () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const dir = tempDir('cli');
   const file = join(dir, 'nu.json');
   writeFileSync(file, JSON.stringify({ '/usr/bin/curl': [{ action: 'block', identifier: '', destinations: [['example.com', '443']] }] }));
   const r = tollgate('check', file);
@@ -83,7 +83,7 @@ test("check of a NuAppFirewall catalog names an empty identifier as what is wron
 });
 
 test('bad files and arguments: one message, exit 1', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const dir = tempDir('cli');
   writeFileSync(join(dir, 'x.json'), '{ nope');
   writeFileSync(join(dir, 'x.plist'), '<plist><dict>');
   const cases: [string[], RegExp][] = [
@@ -132,7 +132,7 @@ test('decide explains the verdict, as text and JSON', () => {
 });
 
 test('decide --proto udplite: only rules for any protocol apply to UDP-Lite', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const dir = tempDir('cli');
   const file = join(dir, 'c.json');
   writeFileSync(file, JSON.stringify({ format: 'tollgate-catalog', version: 1, rules: [
     { id: 'no-udp-53', action: 'block', application: 'any', port: 53, protocol: 'udp' },
@@ -151,7 +151,7 @@ test('convert to /dev/stdout writes the catalog alone there (its summary to stde
   assert.equal(piped.code, 0, piped.err);
   assert.equal(JSON.parse(piped.out).format, 'tollgate-catalog');
   assert.match(piped.err, /workstation\.json \(tollgate, json\) -> \/dev\/stdout \(tollgate, json\): \d+ rules/);
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const dir = tempDir('cli');
   const out = join(dir, 'redirected.json');
   const r = spawnSync('sh', ['-c', `"$0" "$1" convert "$2" /dev/stdout > "$3"`, process.execPath, join(ROOT, 'dist/src/cli/main.js'), EXAMPLE, out], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
@@ -160,7 +160,7 @@ test('convert to /dev/stdout writes the catalog alone there (its summary to stde
 });
 
 test('convert between formats and encodings keeps the rules', { skip: NO_DATA }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-'));
+  const dir = tempDir('cli');
   const src = join(DATA, 'catalog_data-rules_test-rules.json');
   assert.equal(tollgate('convert', src, join(dir, 'c.plist')).code, 0);
   assert.match(readFileSync(join(dir, 'c.plist'), 'utf8'), /<string>tollgate-catalog<\/string>/);
