@@ -101,6 +101,8 @@ export interface AgentStats {
   unasked: number;
   /** DNS answers the kernel could not hand over: passed, their names not learnt. */
   dnsUnasked: number;
+  /** Names from DNS answers not kept: the agent's name tables were full (dns.ts LIMITS). */
+  dnsDropped: number;
 }
 
 export class Agent {
@@ -135,7 +137,7 @@ export class Agent {
   private lastDumpAt = 0;
   /** Event-loop delay: a stall here delays every verdict. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_TICK_MS });
-  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, gone: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0 };
+  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, gone: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0, dnsDropped: 0 };
 
   constructor(readonly opts: AgentOptions) {}
 
@@ -334,6 +336,10 @@ export class Agent {
     for (const [k, v] of this.verdicts) if (v.until < now) this.verdicts.delete(k);
     this.dns.sweep(now, (asker) => !this.procs.alive(asker));
     this.dnsTcp.sweep(now);
+    if (this.dns.dropped > this.stats.dnsDropped) {
+      this.opts.log(`tollgate agent: WARNING: ${this.dns.dropped - this.stats.dnsDropped} names from DNS answers not kept: the agent's name tables are full (a program flooding DNS answers?); host rules do not see them`);
+      this.stats.dnsDropped = this.dns.dropped;
+    }
   }
 
   /**

@@ -23,33 +23,77 @@ export interface Learnt {
   expires: number;
 }
 
-type NamesByIp = Map<string, Map<string, number>>;
+/**
+ * Live (address, name) pairs kept at most, for everyone and per program, and for all programs
+ * together: answers come from servers any program can choose, with TTLs of up to a day, so a program
+ * flooding DNS answers must not grow the agent without bound (an agent that runs out of memory
+ * fails open, or takes the network with it). A full table keeps what it has and takes no new pairs
+ * until some expire: `dropped` counts them, the agent says so. ~250 bytes a pair (its name's string
+ * included): ~50 MB at most.
+ */
+export const LIMITS = { everyone: 100_000, perProgram: 10_000, allPrograms: 100_000 };
 
-function add(byIp: NamesByIp, l: Learnt): void {
-  let m = byIp.get(l.ip);
-  if (!m) byIp.set(l.ip, (m = new Map()));
-  for (const n of l.names) m.set(n, Math.max(m.get(n) ?? 0, l.expires));
-}
+/** Addresses -> names -> expiry (ms), with a count of its pairs. */
+class NameTable {
+  readonly byIp = new Map<string, Map<string, number>>();
+  size = 0;
+  private swept = -Infinity; // when a full table last looked for expired pairs
 
-/** Live names of `ip` in `byIp`, dropping expired ones on the way. */
-function live(byIp: NamesByIp, ip: string, now: number): string[] {
-  const m = byIp.get(ip);
-  if (!m) return [];
-  const out: string[] = [];
-  for (const [n, exp] of m) {
-    if (exp > now) out.push(n);
-    else m.delete(n);
+  /** Records the pairs of `l` while the table holds fewer than `room` pairs; returns how many it could not. */
+  add(l: Learnt, room: number, now: number): number {
+    let m = this.byIp.get(l.ip);
+    let dropped = 0;
+    for (const n of l.names) {
+      const had = m?.get(n);
+      if (had === undefined) {
+        if (this.size >= room && now - this.swept >= 1000) {
+          this.swept = now; // at most once a second: a flood must not make every answer a walk over the table
+          this.sweep(now);
+        }
+        if (this.size >= room) {
+          dropped++;
+          continue;
+        }
+        this.size++;
+      }
+      if (!m) this.byIp.set(l.ip, (m = new Map()));
+      m.set(n, Math.max(had ?? 0, l.expires));
+    }
+    return dropped;
   }
-  if (!m.size) byIp.delete(ip);
-  return out;
+
+  /** Live names of `ip`, dropping expired ones on the way. */
+  live(ip: string, now: number): string[] {
+    const m = this.byIp.get(ip);
+    if (!m) return [];
+    const out: string[] = [];
+    for (const [n, exp] of m) {
+      if (exp > now) out.push(n);
+      else {
+        m.delete(n);
+        this.size--;
+      }
+    }
+    if (!m.size) this.byIp.delete(ip);
+    return out;
+  }
+
+  sweep(now: number): void {
+    for (const ip of [...this.byIp.keys()]) this.live(ip, now);
+  }
 }
 
 export class DnsNames {
-  private readonly byIp: NamesByIp = new Map();
+  private readonly everyone = new NameTable();
   /** Asker (a process key) -> its own names by address. */
-  private readonly byAsker = new Map<string, NamesByIp>();
+  private readonly byAsker = new Map<string, NameTable>();
+  private askersSize = 0; // pairs in byAsker's tables, all together
   /** Answers that could not be decoded (reported, never fatal). */
   malformed = 0;
+  /** Pairs not kept because a table was full (LIMITS). */
+  dropped = 0;
+
+  constructor(private readonly limits = LIMITS) {}
 
   /** Records the A/AAAA answers of one DNS message (the UDP payload) for everyone; returns what was learnt. */
   learn(message: Buffer, now = Date.now()): Learnt[] {
@@ -84,38 +128,51 @@ export class DnsNames {
       // The same text as the packet parser gives for an address (RFC 5952 for IPv6).
       const ip = a.type === 'A' ? String(a.data) : ipaddr.parse(String(a.data)).toString();
       const l = { ip, names: [...names].map((n) => n.replace(/\.$/, '')), expires: now + ttl * 1000 };
-      add(this.byIp, l);
+      this.dropped += this.everyone.add(l, this.limits.everyone, now);
       learnt.push(l);
     }
     return learnt;
   }
 
   /** Records what `asker` (a process key) learnt from an answer it received. */
-  assign(asker: string, learnt: Learnt[]): void {
+  assign(asker: string, learnt: Learnt[], now = Date.now()): void {
     if (!learnt.length) return;
     let mine = this.byAsker.get(asker);
-    if (!mine) this.byAsker.set(asker, (mine = new Map()));
-    for (const l of learnt) add(mine, l);
+    if (!mine) this.byAsker.set(asker, (mine = new NameTable()));
+    for (const l of learnt) {
+      const before = mine.size;
+      // its own room, and what all programs together have left
+      this.dropped += mine.add(l, Math.min(this.limits.perProgram, before + this.limits.allPrograms - this.askersSize), now);
+      this.askersSize += mine.size - before;
+    }
   }
 
   /** Names of `ip` for a connection of `asker`: its own if it resolved the address, else everyone's. */
   namesOf(ip: string, now = Date.now(), asker?: string): string[] {
     const mine = asker === undefined ? undefined : this.byAsker.get(asker);
     if (mine) {
-      const own = live(mine, ip, now);
-      if (!mine.size) this.byAsker.delete(asker!);
+      const before = mine.size;
+      const own = mine.live(ip, now);
+      this.askersSize += mine.size - before;
+      if (!mine.byIp.size) this.byAsker.delete(asker!);
       if (own.length) return own;
     }
-    return live(this.byIp, ip, now);
+    return this.everyone.live(ip, now);
   }
 
   /** Drops expired entries, and the askers `gone` says have exited; called periodically so the maps stay bounded. */
   sweep(now = Date.now(), gone: (asker: string) => boolean = () => false): void {
-    for (const ip of [...this.byIp.keys()]) live(this.byIp, ip, now);
+    this.everyone.sweep(now);
     for (const [asker, mine] of this.byAsker) {
-      if (gone(asker)) { this.byAsker.delete(asker); continue; }
-      for (const ip of [...mine.keys()]) live(mine, ip, now);
-      if (!mine.size) this.byAsker.delete(asker);
+      const before = mine.size;
+      if (gone(asker)) {
+        this.askersSize -= before;
+        this.byAsker.delete(asker);
+        continue;
+      }
+      mine.sweep(now);
+      this.askersSize -= before - mine.size;
+      if (!mine.byIp.size) this.byAsker.delete(asker);
     }
   }
 }

@@ -75,6 +75,31 @@ test('DNS answers per program: its own names for an address it resolved, everyon
   assert.deepEqual(d.namesOf('203.0.113.7', 61_000, '10:1'), [], 'expired for everyone');
 });
 
+test('DNS answers cannot grow the agent without bound: full tables keep what they have, count the rest, and take new names once old ones expire', () => {
+  const d = new DnsNames({ everyone: 4, perProgram: 2, allPrograms: 3 });
+  const answer = (ip: string, ...names: string[]) => dnsPacket.encode({ type: 'response', id: 1, answers: names.map((name) => ({ type: 'A', name, ttl: 60, data: ip })) });
+  d.assign('10:1', d.learn(answer('203.0.113.1', 'a.example', 'b.example', 'c.example'), 0), 0);
+  assert.deepEqual(d.namesOf('203.0.113.1', 1000, '10:1'), ['a.example', 'b.example'], "a program's own names: two at most");
+  assert.equal(d.dropped, 1);
+  d.assign('20:1', d.learn(answer('203.0.113.2', 'd.example', 'e.example'), 0), 0);
+  assert.deepEqual(d.namesOf('203.0.113.2', 1000, '20:1'), ['d.example'], 'all programs together: three at most');
+  assert.deepEqual(d.namesOf('203.0.113.2', 1000, '30:1'), ['d.example'], "everyone's: four at most");
+  assert.equal(d.dropped, 1 + 2);
+  d.learn(answer('203.0.113.1', 'a.example'), 2000); // a name it has is renewed, whatever the room
+  assert.deepEqual(d.namesOf('203.0.113.1', 61_000, '30:1'), ['a.example']);
+  // an exited program's names make room for others; expired ones make room in a full table
+  d.sweep(61_000, (asker) => asker === '10:1');
+  d.assign('20:1', d.learn(answer('203.0.113.3', 'f.example'), 62_000), 62_000);
+  assert.deepEqual(d.namesOf('203.0.113.3', 62_000, '20:1'), ['f.example']);
+  assert.deepEqual(d.namesOf('203.0.113.3', 62_000, '30:1'), ['f.example']);
+  // a full table of expired names takes a new one without waiting for the agent's sweep
+  const one = new DnsNames({ everyone: 1, perProgram: 1, allPrograms: 1 });
+  one.learn(answer('203.0.113.4', 'old.example'), 0);
+  one.learn(answer('203.0.113.5', 'new.example'), 61_000);
+  assert.deepEqual(one.namesOf('203.0.113.5', 61_000), ['new.example']);
+  assert.equal(one.dropped, 0);
+});
+
 test('cgroups name system services, Flatpak and snap apps, and nothing else', () => {
   assert.equal(appIdFromCgroup('0::/system.slice/nginx.service\n'), 'nginx.service');
   assert.equal(appIdFromCgroup('0::/user.slice/user-1000.slice/user@1000.service/app.slice/app-flatpak-org.mozilla.firefox-2245.scope\n'), 'org.mozilla.firefox');
