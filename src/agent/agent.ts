@@ -8,7 +8,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { CatalogError, loadPolicy as loadCompiledPolicy, reloadPolicy, untrustedCatalog, type ImageJob } from '../catalog/index.js';
 import { Policy, decideWithAsk, type Action, type AppIdentity, type Flow, type Mode, type Verdict } from '../policy/index.js';
 import { DnsNames } from '../linux/dns.js';
-import { TcpDnsStreams } from '../linux/dns-tcp.js';
+import { MAX_STREAMS, TcpDnsStreams } from '../linux/dns-tcp.js';
 import { installRules, removeRules } from '../linux/netfilter.js';
 import { NF_ACCEPT, NF_DROP, NF_REPEAT, NfQueue, monotonicMs, type QueuedPacket } from '../linux/nfqueue.js';
 import { parsePacket, tupleKey, type Tuple } from '../linux/packet.js';
@@ -103,6 +103,8 @@ export interface AgentStats {
   dnsUnasked: number;
   /** Names from DNS answers not kept: the agent's name tables were full (dns.ts LIMITS). */
   dnsDropped: number;
+  /** DNS-over-TCP connections not followed: as many as it follows at once were open (dns-tcp.ts MAX_STREAMS). */
+  dnsTcpUnfollowed: number;
 }
 
 export class Agent {
@@ -137,7 +139,7 @@ export class Agent {
   private lastDumpAt = 0;
   /** Event-loop delay: a stall here delays every verdict. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: LOOP_TICK_MS });
-  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, gone: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0, dnsDropped: 0 };
+  readonly stats: AgentStats = { packets: 0, decisions: 0, cached: 0, gone: 0, unparsed: 0, errors: 0, dnsAnswers: 0, unasked: 0, dnsUnasked: 0, dnsDropped: 0, dnsTcpUnfollowed: 0 };
 
   constructor(readonly opts: AgentOptions) {}
 
@@ -339,6 +341,10 @@ export class Agent {
     if (this.dns.dropped > this.stats.dnsDropped) {
       this.opts.log(`tollgate agent: WARNING: ${this.dns.dropped - this.stats.dnsDropped} names from DNS answers not kept: the agent's name tables are full (a program flooding DNS answers?); host rules do not see them`);
       this.stats.dnsDropped = this.dns.dropped;
+    }
+    if (this.dnsTcp.unfollowed > this.stats.dnsTcpUnfollowed) {
+      this.opts.log(`tollgate agent: WARNING: ${this.dnsTcp.unfollowed - this.stats.dnsTcpUnfollowed} DNS-over-TCP connections not followed: ${MAX_STREAMS} were open at once (a program opening many?); host rules do not see their names`);
+      this.stats.dnsTcpUnfollowed = this.dnsTcp.unfollowed;
     }
   }
 

@@ -10,6 +10,13 @@ const RST = 0x04;
 /** A DNS message is at most 65,535 bytes; anything buffered beyond that and a frame is broken. */
 const MAX_BUFFERED = 2 + 65_535 + 65_535;
 const IDLE_MS = 30_000;
+/**
+ * Connections followed at once. Each may buffer MAX_BUFFERED bytes, and any program can open
+ * connections to a DNS server of its own: without a bound they could grow the agent until it runs
+ * out of memory. Resolvers open one connection a query and close it: a machine has a few at once.
+ * At most ~34 MB buffered; a connection beyond them is not followed (`unfollowed`), the agent says so.
+ */
+export const MAX_STREAMS = 256;
 
 interface Stream {
   /** Sequence number of the next byte in order. */
@@ -28,6 +35,8 @@ export class TcpDnsStreams {
   private readonly streams = new Map<string, Stream>();
   /** Streams given up on (a gap too big, an impossible frame). */
   dropped = 0;
+  /** Connections not followed: MAX_STREAMS were being followed. */
+  unfollowed = 0;
 
   /**
    * Takes one segment from a DNS server: `segment` is the TCP header and payload, `key` names the
@@ -40,6 +49,11 @@ export class TcpDnsStreams {
     const payload = segment.subarray((segment[12]! >> 4) * 4);
     let s = this.streams.get(key);
     if (flags & SYN) {
+      if (!s && this.streams.size >= MAX_STREAMS) this.sweep(now);
+      if (!s && this.streams.size >= MAX_STREAMS) {
+        this.unfollowed++;
+        return;
+      }
       // The server's SYN-ACK: its data starts one past its initial sequence number.
       s = { next: (seq + 1) >>> 0, buf: Buffer.alloc(0), early: new Map(), earlyBytes: 0, seen: now };
       this.streams.set(key, s);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { DnsNames } from '../../src/linux/dns.js';
-import { TcpDnsStreams } from '../../src/linux/dns-tcp.js';
+import { MAX_STREAMS, TcpDnsStreams } from '../../src/linux/dns-tcp.js';
 
 const ISN = 0xfffffff0; // near the top: the stream's sequence numbers wrap around 2^32
 
@@ -68,4 +68,24 @@ test('a FIN ends the stream; the names learnt map the address', () => {
   s.add('conn', segment(ISN + 1, framed(answer('tcp.example.test', '192.0.2.9')), 0x11), (m) => names.learn(m));
   assert.deepEqual(names.namesOf('192.0.2.9'), ['tcp.example.test']);
   assert.equal(s.size, 0);
+});
+
+test('connections followed at once are bounded: one beyond them is not followed, and is once others end or go idle', () => {
+  const s = new TcpDnsStreams();
+  const got: Buffer[] = [];
+  for (let k = 0; k < MAX_STREAMS; k++) s.add(`open${k}`, segment(ISN, Buffer.alloc(0), 0x12), () => {}, 0);
+  const a = answer('late.example.test', '192.0.2.3');
+  s.add('late', segment(ISN, Buffer.alloc(0), 0x12), (m) => got.push(m), 1000);
+  s.add('late', segment(ISN + 1, framed(a)), (m) => got.push(Buffer.from(m)), 1000);
+  assert.equal(got.length, 0, 'not followed');
+  assert.equal(s.unfollowed, 1);
+  assert.equal(s.size, MAX_STREAMS);
+  s.add('open0', segment(ISN + 1, Buffer.alloc(0), 0x11), () => {}, 2000); // one ends
+  s.add('late', segment(ISN, Buffer.alloc(0), 0x12), (m) => got.push(m), 2000);
+  s.add('late', segment(ISN + 1, framed(a)), (m) => got.push(Buffer.from(m)), 2000);
+  assert.deepEqual(got, [a]);
+  // all idle past 30 s: a new one is followed, the idle ones forgotten
+  s.add('later', segment(ISN, Buffer.alloc(0), 0x12), () => {}, 40_000);
+  assert.equal(s.unfollowed, 1);
+  assert.equal(s.size, 1);
 });
