@@ -14,15 +14,18 @@ export class AuditWriter {
   received = 0;
   written = 0;
 
-  private constructor(private readonly flushMs: number, file: string) {
-    this.worker = new Worker(new URL('./audit-worker.js', import.meta.url), { workerData: { file } });
+  private constructor(private readonly flushMs: number, file: string, keepMs: number) {
+    this.worker = new Worker(new URL('./audit-worker.js', import.meta.url), { workerData: { file, keepMs } });
     this.worker.on('message', (m: { written: number }) => { this.written = m.written; });
     this.worker.on('error', (e) => { this.failure = e; });
   }
 
-  /** Opens the store in the worker; rejects with the store's error (bad path, not a database, ...). */
-  static async open(file: string, flushMs = 100): Promise<AuditWriter> {
-    const w = new AuditWriter(flushMs, file);
+  /**
+   * Opens the store in the worker; rejects with the store's error (bad path, not a database, ...).
+   * `keepMs`: rows older than this are deleted (at the start, then once a minute); Infinity keeps all.
+   */
+  static async open(file: string, flushMs = 100, keepMs = Infinity): Promise<AuditWriter> {
+    const w = new AuditWriter(flushMs, file, keepMs);
     await new Promise<void>((resolve, reject) => {
       w.worker.once('message', (m: { failed?: string }) => (m.failed ? reject(new Error(`audit store ${file}: ${m.failed}`)) : resolve()));
       w.worker.once('error', (e) => reject(new Error(`audit store ${file}: ${String(e.message ?? e)}`)));

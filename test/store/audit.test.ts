@@ -40,6 +40,29 @@ test('the writer thread commits every row, and queries filter by app, action, ho
   s.close();
 });
 
+test('the writer keeps rows for the days asked: older ones go at its start and as it writes, newer ones stay', async () => {
+  const file = join(dir, 'keep.db');
+  const day = 86_400_000;
+  const now = Date.now();
+  const s = new AuditStore(file);
+  for (let i = 0; i < 25; i++) s.add(row({ time: now - 40 * day + i, port: 1 })); // older than 30 days
+  s.add(row({ time: now - 29 * day, port: 2 }));
+  s.close();
+  const w = await AuditWriter.open(file, 5, 30 * day);
+  w.add(row({ time: now, port: 3 }));
+  await w.close();
+  const kept = new AuditStore(file, 250, true);
+  assert.deepEqual(kept.query({ limit: 100 }).map((r) => r.port), [3, 2]);
+  kept.close();
+  // in chunks, oldest first
+  const p = new AuditStore(join(dir, 'prune.db'));
+  for (let i = 0; i < 25; i++) p.add(row({ time: 1000 + i }));
+  p.flush();
+  assert.equal(p.prune(1020, 4), 20);
+  assert.deepEqual(p.query({ limit: 100 }).map((r) => r.time), [1024, 1023, 1022, 1021, 1020]);
+  p.close();
+});
+
 test('a store that cannot be opened is a clear error, not a crash', async () => {
   await assert.rejects(AuditWriter.open('/proc/no/such/dir/a.db'), { message: 'audit store /proc/no/such/dir/a.db: Cannot open database because the directory does not exist' });
 });
