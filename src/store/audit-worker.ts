@@ -1,35 +1,37 @@
 /**
  * The audit writer's thread: commits each batch it receives in one transaction, and deletes rows
- * older than `keepMs` at its start and then at most once a minute.
+ * older than `keepMs`: from its start, a slice at a time between batches until none is left (a store
+ * kept for ever before may hold months of rows), then once a minute.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { AuditStore, type DecisionRow } from './audit.js';
 
 const PRUNE_EVERY_MS = 60_000;
+const SLICE = 50_000; // rows deleted at most before the next batch is written (~0.2-0.5 s)
 const { file, keepMs } = workerData as { file: string; keepMs: number };
 let store: AuditStore;
-let pruned = -Infinity;
-function prune(): void {
-  if (keepMs === Infinity || Date.now() - pruned < PRUNE_EVERY_MS) return;
-  pruned = Date.now();
-  store.prune(pruned - keepMs);
-}
 try {
   store = new AuditStore(file, Infinity);
-  prune();
 } catch (e) {
   parentPort!.postMessage({ failed: (e as Error).message });
   process.exit(1);
 }
+let closed = false;
+function prune(): void {
+  if (closed) return;
+  const more = store.prune(Date.now() - keepMs, 10_000, SLICE) === SLICE;
+  setTimeout(prune, more ? 0 : PRUNE_EVERY_MS).unref();
+}
+if (keepMs !== Infinity) setTimeout(prune, 0).unref();
 parentPort!.postMessage({ written: 0 });
 parentPort!.on('message', (m: { rows?: DecisionRow[]; close?: boolean }) => {
   if (m.rows) {
     for (const r of m.rows) store.add(r);
     store.flush();
-    prune();
     parentPort!.postMessage({ written: store.written });
   }
   if (m.close) {
+    closed = true;
     store.close();
     parentPort!.postMessage({ written: store.written, closed: true });
   }

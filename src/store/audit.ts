@@ -137,15 +137,15 @@ export class AuditStore {
   }
 
   /**
-   * Deletes the rows older than `before` (ms), oldest first, `chunk` rows a transaction so that no
-   * one transaction holds the store long; returns how many. The file keeps its size and reuses the
-   * freed pages: a store kept for N days stays as big as N days of rows.
+   * Deletes rows older than `before` (ms), oldest first, `chunk` rows a transaction so that no one
+   * transaction holds the store long, until none is left or `most` are gone; returns how many. The
+   * file keeps its size and reuses the freed pages: a store kept for N days stays as big as N days of rows.
    */
-  prune(before: number, chunk = 10_000): number {
+  prune(before: number, chunk = 10_000, most = Infinity): number {
     if (this.insert === null) throw new Error(`audit store ${this.file}: opened to read`);
     const del = this.db.prepare('DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE time < ? ORDER BY time LIMIT ?)');
     let n = 0;
-    for (let k; (k = del.run(before, chunk).changes) > 0; ) n += k;
+    for (let k; n < most && (k = del.run(before, Math.min(chunk, most - n)).changes) > 0; ) n += k;
     return n;
   }
 
