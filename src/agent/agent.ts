@@ -31,8 +31,9 @@ export interface AgentOptions {
   mode?: Mode;
   failMode: 'open' | 'closed';
   db: string;
-  /** Days the audit store keeps a row (0 or absent: every row, for ever). */
+  /** Days the audit store keeps a row, and rows it keeps at most (0 or absent: no such bound). */
   keepDays?: number;
+  keepRows?: number;
   queue: number;
   includeLoopback: boolean;
   askTimeoutMs: number;
@@ -202,7 +203,7 @@ export class Agent {
     await this.loadPolicy(false);
     // The store's and the process events' threads start together (~50-100 ms each to boot)
     const [store, events] = await Promise.allSettled([
-      AuditWriter.open(this.opts.db, undefined, this.opts.keepDays ? this.opts.keepDays * 86_400_000 : Infinity),
+      AuditWriter.open(this.opts.db, undefined, { ...(this.opts.keepDays ? { ms: this.opts.keepDays * 86_400_000 } : {}), ...(this.opts.keepRows ? { rows: this.opts.keepRows } : {}) }),
       ProcEvents.start(
         (events) => { for (const e of events) this.procs.onEvent(e); },
         (e) => this.opts.log(`tollgate agent: WARNING: process events stopped: ${e.message}`),

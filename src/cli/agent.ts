@@ -18,6 +18,7 @@ interface AgentFlags extends CacheFlags {
   failMode: 'open' | 'closed';
   db: string;
   keepDays: number;
+  keepRows: number;
   queue: number;
   includeLoopback?: boolean;
   askTimeout: number;
@@ -36,7 +37,8 @@ export function agentCommands(program: Command): void {
     .option('--mode <mode>', `when no rule applies (${MODES.join(', ')}); default: the catalog's, else passive-allow`, mode)
     .option('--fail-mode <open|closed>', 'while the agent is down or its queue is full: open lets traffic flow, closed stops it', oneOf('open', 'closed'), 'open')
     .option('--db <file>', 'audit store (SQLite)', DEFAULT_DB)
-    .option('--keep-days <n>', 'days the audit store keeps a decision; 0 keeps every one (the store then grows for ever)', int(0, 36_500), 30)
+    .option('--keep-days <n>', 'days the audit store keeps a decision; 0: no bound by age', int(0, 36_500), 30)
+    .option('--keep-rows <n>', 'decisions the audit store keeps at most, the newest (~360 bytes each); 0: no bound by number', int(0, 1e12), 10_000_000)
     .option('--queue <n>', 'NFQUEUE number for connections; the next number carries DNS answers', int(0, 65534), 7100)
     .option('--queue-buffer <bytes>', 'socket buffer of the connection queue: how far the agent may fall behind before packets go by unasked (default 8388608)', int(4096, 1 << 30))
     .option('--include-loopback', 'also judge connections to loopback addresses')
@@ -58,7 +60,7 @@ export function agentCommands(program: Command): void {
       let fatal: ((e: Error) => void) | undefined;
       const { Agent } = await import('../agent/agent.js'); // here, not at the top: other commands start without it (~100 ms)
       const agent = new Agent({
-        catalog: o.catalog, failMode: o.failMode, db: o.db, keepDays: o.keepDays, queue: o.queue, includeLoopback: !!o.includeLoopback,
+        catalog: o.catalog, failMode: o.failMode, db: o.db, keepDays: o.keepDays, keepRows: o.keepRows, queue: o.queue, includeLoopback: !!o.includeLoopback,
         askTimeoutMs: o.askTimeout, askDefault: o.askDefault, rejectMark: 0x7a110000, verdictCacheS: 5,
         log: (l) => console.error(l), verbose: !!o.verbose, loopStats: !!o.loopStats, monitor: !!o.monitor, ...(o.mode ? { mode: o.mode } : {}),
         onFatal: (e) => fatal?.(e), cacheDir: cacheDir(o),

@@ -149,6 +149,21 @@ export class AuditStore {
     return n;
   }
 
+  /**
+   * Deletes the oldest rows beyond the newest `keep`, as prune() does. Rows are numbered in the order
+   * they are written and only the oldest are ever deleted, so the newest `keep` are those numbered
+   * above the highest number less `keep`: no count of the table (a scan) is needed.
+   */
+  pruneRows(keep: number, chunk = 10_000, most = Infinity): number {
+    if (this.insert === null) throw new Error(`audit store ${this.file}: opened to read`);
+    const top = (this.db.prepare('SELECT max(id) AS top FROM decisions').get() as { top: number | null }).top;
+    if (top === null) return 0;
+    const del = this.db.prepare('DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE id <= ? ORDER BY id LIMIT ?)');
+    let n = 0;
+    for (let k; n < most && (k = del.run(top - keep, Math.min(chunk, most - n)).changes) > 0; ) n += k;
+    return n;
+  }
+
   close(): void {
     this.flush();
     this.db.close();

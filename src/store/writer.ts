@@ -5,6 +5,12 @@
 import { Worker } from 'node:worker_threads';
 import type { DecisionRow } from './audit.js';
 
+/** What the store keeps: rows at most `ms` old, the newest `rows` rows. */
+export interface Keep {
+  ms?: number;
+  rows?: number;
+}
+
 export class AuditWriter {
   private readonly worker: Worker;
   private queue: DecisionRow[] = [];
@@ -14,18 +20,19 @@ export class AuditWriter {
   received = 0;
   written = 0;
 
-  private constructor(private readonly flushMs: number, file: string, keepMs: number) {
-    this.worker = new Worker(new URL('./audit-worker.js', import.meta.url), { workerData: { file, keepMs } });
+  private constructor(private readonly flushMs: number, file: string, keep: Keep) {
+    this.worker = new Worker(new URL('./audit-worker.js', import.meta.url), { workerData: { file, keepMs: keep.ms ?? Infinity, keepRows: keep.rows ?? Infinity } });
     this.worker.on('message', (m: { written: number }) => { this.written = m.written; });
     this.worker.on('error', (e) => { this.failure = e; });
   }
 
   /**
    * Opens the store in the worker; rejects with the store's error (bad path, not a database, ...).
-   * `keepMs`: rows older than this are deleted (at the start, then once a minute); Infinity keeps all.
+   * `keep`: rows older than `ms` and beyond the newest `rows` are deleted (from the start, then once
+   * a minute); absent, every row is kept.
    */
-  static async open(file: string, flushMs = 100, keepMs = Infinity): Promise<AuditWriter> {
-    const w = new AuditWriter(flushMs, file, keepMs);
+  static async open(file: string, flushMs = 100, keep: Keep = {}): Promise<AuditWriter> {
+    const w = new AuditWriter(flushMs, file, keep);
     await new Promise<void>((resolve, reject) => {
       w.worker.once('message', (m: { failed?: string }) => (m.failed ? reject(new Error(`audit store ${file}: ${m.failed}`)) : resolve()));
       w.worker.once('error', (e) => reject(new Error(`audit store ${file}: ${String(e.message ?? e)}`)));

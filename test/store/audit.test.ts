@@ -48,7 +48,7 @@ test('the writer keeps rows for the days asked: older ones go once it runs, newe
   for (let i = 0; i < 25; i++) s.add(row({ time: now - 40 * day + i, port: 1 })); // older than 30 days
   s.add(row({ time: now - 29 * day, port: 2 }));
   s.close();
-  const w = await AuditWriter.open(file, 5, 30 * day);
+  const w = await AuditWriter.open(file, 5, { ms: 30 * day });
   w.add(row({ time: now, port: 3 }));
   // the old rows go while the agent runs, not before it starts: read the store until they are gone
   const ports = (): number[] => {
@@ -68,7 +68,34 @@ test('the writer keeps rows for the days asked: older ones go once it runs, newe
   p.flush();
   assert.equal(p.prune(1020, 4), 20);
   assert.deepEqual(p.query({ limit: 100 }).map((r) => r.time), [1024, 1023, 1022, 1021, 1020]);
+  // by number: the newest stay, whatever their times say
+  p.add(row({ time: 5 }));
+  p.flush();
+  assert.equal(p.pruneRows(3, 2), 3);
+  assert.deepEqual(p.query({ limit: 100 }).map((r) => r.time), [1024, 1023, 5]);
+  assert.equal(p.pruneRows(3), 0);
   p.close();
+});
+
+test('the writer keeps the newest rows it is asked to (checked once a minute), older ones go once it runs', async () => {
+  const file = join(dir, 'rows.db');
+  const s = new AuditStore(file);
+  for (let i = 0; i < 30; i++) s.add(row({ port: 100 + i }));
+  s.close();
+  const w = await AuditWriter.open(file, 5, { rows: 10 });
+  const count = (): number => {
+    const r = new AuditStore(file, 250, true);
+    try {
+      return r.query({ limit: 100 }).length;
+    } finally {
+      r.close();
+    }
+  };
+  for (const t0 = Date.now(); count() !== 10 && Date.now() - t0 < 10_000; ) await new Promise((r) => setTimeout(r, 20));
+  await w.close();
+  const kept = new AuditStore(file, 250, true);
+  assert.deepEqual(kept.query({ limit: 100 }).map((r) => r.port).sort(), [120, 121, 122, 123, 124, 125, 126, 127, 128, 129]);
+  kept.close();
 });
 
 test('a store that cannot be opened is a clear error, not a crash', async () => {
