@@ -9,6 +9,7 @@
  * can be told from the machine's drift. Not a strict bound: decide()'s memos skip reading strings they
  * have seen, and a catalog of few applications keeps decide()'s first lookups in cache.
  */
+import { HASH_SEED, mix, step } from '../src/policy/bytedict.js';
 import { verdictFor } from '../src/policy/rules.js';
 import type { Flow, Rule, Verdict } from '../src/policy/index.js';
 import { prng } from './gen.js';
@@ -32,12 +33,10 @@ class OneProbe {
 
   /** `hit`: decide() found a rule for this flow. */
   decide(f: Flow, hit: boolean): Verdict {
-    let h = hash(0x811c9dc5, f.app.path);
+    let h = hash(HASH_SEED, f.app.path);
     if (f.remote.hostnames.length > 0) h = hash(h, f.remote.hostnames[0]!);
     h = hash(h, f.remote.ip);
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    const r = this.slots[4 * ((h ^ (h >>> 13)) & this.mask) + 3]!;
+    const r = this.slots[4 * (mix(h) & this.mask) + 3]!;
     if (!hit || f.port > this.info[2 * r]! >>> 16) return NO_RULE;
     return this.verdicts[r] ?? (this.verdicts[r] = verdictFor(this.rules[r]!, 'path'));
   }
@@ -45,8 +44,9 @@ class OneProbe {
 
 const NO_RULE: Verdict = Object.freeze({ action: 'allow', level: 'default', reason: 'no rule' });
 
+/** The index's own hash (bytedict.ts) carried over `s`, as decide() hashes a flow's strings. */
 function hash(h: number, s: string): number {
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  for (let i = 0; i < s.length; i++) h = step(h, s.charCodeAt(i));
   return h;
 }
 

@@ -341,14 +341,14 @@ export class Agent {
     for (const [k, v] of this.verdicts) if (v.until < now) this.verdicts.delete(k);
     this.dns.sweep(now, (asker) => !this.procs.alive(asker));
     this.dnsTcp.sweep(now);
-    if (this.dns.dropped > this.stats.dnsDropped) {
-      this.opts.log(`tollgate agent: WARNING: ${this.dns.dropped - this.stats.dnsDropped} names from DNS answers not kept: the agent's name tables are full (a program flooding DNS answers?); host rules do not see them`);
-      this.stats.dnsDropped = this.dns.dropped;
-    }
-    if (this.dnsTcp.unfollowed > this.stats.dnsTcpUnfollowed) {
-      this.opts.log(`tollgate agent: WARNING: ${this.dnsTcp.unfollowed - this.stats.dnsTcpUnfollowed} DNS-over-TCP connections not followed: ${MAX_STREAMS} were open at once (a program opening many?); host rules do not see their names`);
-      this.stats.dnsTcpUnfollowed = this.dnsTcp.unfollowed;
-    }
+    this.sayMore('dnsDropped', this.dns.dropped, (n) => `${n} names from DNS answers not kept: the agent's name tables are full (a program flooding DNS answers?); host rules do not see them`);
+    this.sayMore('dnsTcpUnfollowed', this.dnsTcp.unfollowed, (n) => `${n} DNS-over-TCP connections not followed: ${MAX_STREAMS} were open at once (a program opening many?); host rules do not see their names`);
+  }
+
+  /** A count that only grows, kept in the stats: a WARNING with what it grew by since the last sweep. */
+  private sayMore(stat: 'dnsDropped' | 'dnsTcpUnfollowed', count: number, what: (n: number) => string): void {
+    if (count > this.stats[stat]) this.opts.log(`tollgate agent: WARNING: ${what(count - this.stats[stat])}`);
+    this.stats[stat] = count;
   }
 
   /**

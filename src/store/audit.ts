@@ -142,11 +142,7 @@ export class AuditStore {
    * file keeps its size and reuses the freed pages: a store kept for N days stays as big as N days of rows.
    */
   prune(before: number, chunk = 10_000, most = Infinity): number {
-    if (this.insert === null) throw new Error(`audit store ${this.file}: opened to read`);
-    const del = this.db.prepare('DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE time < ? ORDER BY time LIMIT ?)');
-    let n = 0;
-    for (let k; n < most && (k = del.run(before, Math.min(chunk, most - n)).changes) > 0; ) n += k;
-    return n;
+    return this.deleteOldest('time < ? ORDER BY time', before, chunk, most);
   }
 
   /**
@@ -155,12 +151,16 @@ export class AuditStore {
    * above the highest number less `keep`: no count of the table (a scan) is needed.
    */
   pruneRows(keep: number, chunk = 10_000, most = Infinity): number {
-    if (this.insert === null) throw new Error(`audit store ${this.file}: opened to read`);
     const top = (this.db.prepare('SELECT max(id) AS top FROM decisions').get() as { top: number | null }).top;
-    if (top === null) return 0;
-    const del = this.db.prepare('DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE id <= ? ORDER BY id LIMIT ?)');
+    return top === null ? 0 : this.deleteOldest('id <= ? ORDER BY id', top - keep, chunk, most);
+  }
+
+  /** prune()'s and pruneRows()'s deletion: rows `where` (with `bound` for its ?), `chunk` a transaction, `most` in all. */
+  private deleteOldest(where: string, bound: number, chunk: number, most: number): number {
+    if (this.insert === null) throw new Error(`audit store ${this.file}: opened to read`);
+    const del = this.db.prepare(`DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE ${where} LIMIT ?)`);
     let n = 0;
-    for (let k; n < most && (k = del.run(top - keep, Math.min(chunk, most - n)).changes) > 0; ) n += k;
+    for (let k; n < most && (k = del.run(bound, Math.min(chunk, most - n)).changes) > 0; ) n += k;
     return n;
   }
 
